@@ -1,0 +1,3 @@
+//! `hero-host`: serves Spin HTTP components with metrics and JSON logs.
+
+fn main() {}
