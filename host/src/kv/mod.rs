@@ -1,0 +1,256 @@
+//! Key-value stores: the backends (SQLite, Redis), the labels they serve, and
+//! the `spin:key-value@3.0.0` host interface guests call.
+
+pub mod redis;
+pub mod sqlite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::runtime_config::StoreConfig;
+
+use self::redis::{RedisDb, RedisStore};
+use self::sqlite::{SqliteDb, SqliteStore};
+
+/// A backend failure. The guest sees a generic `other` error; this detail goes
+/// to the host's log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Redis failed or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
+/// One label's backend.
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite(SqliteStore),
+    /// Shared Redis.
+    Redis(RedisStore),
+}
+
+impl Backend {
+    /// `sqlite` or `redis`, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// The value under `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.get(key),
+            Backend::Redis(store) => store.get(key).await,
+        }
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.set(key, value),
+            Backend::Redis(store) => store.set(key, value).await,
+        }
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.delete(key),
+            Backend::Redis(store) => store.delete(key).await,
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.exists(key),
+            Backend::Redis(store) => store.exists(key).await,
+        }
+    }
+
+    /// Every key, sorted.
+    pub async fn keys(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.keys(),
+            Backend::Redis(store) => store.keys().await,
+        }
+    }
+
+    /// Proves the backend answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.ping(),
+            Backend::Redis(store) => store.ping().await,
+        }
+    }
+}
+
+/// A label and its backend.
+pub struct LabeledStore {
+    /// The label guests open.
+    pub label: Arc<str>,
+    /// What serves it.
+    pub backend: Backend,
+}
+
+/// Every store the application's components were granted, opened once at
+/// start-up.
+#[derive(Default, Clone)]
+pub struct Stores {
+    by_label: HashMap<String, Arc<LabeledStore>>,
+}
+
+impl Stores {
+    /// Opens the backend of every label in `used` (labels no component uses
+    /// are not opened). A label without configuration is an error.
+    pub fn open<'a>(
+        configs: &BTreeMap<String, StoreConfig>,
+        used: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> anyhow::Result<Self> {
+        let mut sqlite_files: HashMap<Option<std::path::PathBuf>, Arc<SqliteDb>> = HashMap::new();
+        let mut redis_servers: HashMap<String, RedisDb> = HashMap::new();
+        let mut by_label = HashMap::new();
+        for (component, label) in used {
+            if by_label.contains_key(label) {
+                continue;
+            }
+            if !is_valid_label(label) {
+                bail!(
+                    "component `{component}`: key-value store label {label:?} must be kebab-case or snake_case"
+                );
+            }
+            let Some(config) = configs.get(label) else {
+                bail!(
+                    "component `{component}` uses key-value store `{label}`, which is not defined: \
+                     add [key_value_store.{label}] to the runtime config file"
+                );
+            };
+            let backend = match config {
+                StoreConfig::Sqlite { path } => {
+                    let db = match sqlite_files.get(path) {
+                        Some(db) => db.clone(),
+                        None => {
+                            let db = Arc::new(SqliteDb::open(path.as_deref())?);
+                            sqlite_files.insert(path.clone(), db.clone());
+                            db
+                        }
+                    };
+                    Backend::Sqlite(SqliteStore::new(db, label))
+                }
+                StoreConfig::Redis { url } => {
+                    let db = match redis_servers.get(url) {
+                        Some(db) => db.clone(),
+                        None => {
+                            let db = RedisDb::connect_lazily(url).with_context(|| {
+                                format!("key-value store `{label}`: invalid Redis URL")
+                            })?;
+                            redis_servers.insert(url.clone(), db.clone());
+                            db
+                        }
+                    };
+                    Backend::Redis(RedisStore::new(db, label))
+                }
+            };
+            let store = LabeledStore {
+                label: label.into(),
+                backend,
+            };
+            by_label.insert(label.to_owned(), Arc::new(store));
+        }
+        Ok(Stores { by_label })
+    }
+
+    /// The store serving `label`, if it was opened.
+    pub fn get(&self, label: &str) -> Option<&Arc<LabeledStore>> {
+        self.by_label.get(label)
+    }
+
+    /// Every opened store.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LabeledStore>> {
+        self.by_label.values()
+    }
+
+    /// Pings every store; the first failure names its label.
+    pub async fn check(&self) -> Result<(), (Arc<str>, StoreError)> {
+        for store in self.by_label.values() {
+            store
+                .backend
+                .ping()
+                .await
+                .map_err(|e| (store.label.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Spin accepts kebab-case and snake_case labels.
+fn is_valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.starts_with(|c: char| c.is_ascii_lowercase())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_only_used_labels_and_rejects_undefined_ones() {
+        let configs = BTreeMap::from([
+            ("default".to_owned(), StoreConfig::Sqlite { path: None }),
+            (
+                "unused".to_owned(),
+                StoreConfig::Redis {
+                    url: "redis://127.0.0.1:1".into(),
+                },
+            ),
+        ]);
+        let stores = Stores::open(&configs, [("app", "default"), ("other", "default")]).unwrap();
+        assert!(stores.get("default").is_some());
+        assert!(stores.get("unused").is_none());
+
+        let error = Stores::open(&configs, [("app", "cache")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("`cache`, which is not defined"), "{error}");
+        assert!(error.contains("component `app`"), "{error}");
+    }
+
+    #[test]
+    fn labels_must_be_kebab_or_snake_case() {
+        assert!(is_valid_label("default"));
+        assert!(is_valid_label("my-store_2"));
+        assert!(!is_valid_label("My:Store"));
+        assert!(!is_valid_label(""));
+    }
+
+    #[tokio::test]
+    async fn labels_in_one_sqlite_file_share_it_but_not_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Some(dir.path().join("kv.db"));
+        let configs = BTreeMap::from([
+            ("a".to_owned(), StoreConfig::Sqlite { path: path.clone() }),
+            ("b".to_owned(), StoreConfig::Sqlite { path }),
+        ]);
+        let stores = Stores::open(&configs, [("x", "a"), ("x", "b")]).unwrap();
+        let (a, b) = (
+            &stores.get("a").unwrap().backend,
+            &stores.get("b").unwrap().backend,
+        );
+        a.set("k", b"1").await.unwrap();
+        assert_eq!(b.get("k").await.unwrap(), None);
+        assert_eq!(a.keys().await.unwrap(), ["k"]);
+        assert_eq!(a.kind(), "sqlite");
+        stores.check().await.unwrap();
+    }
+}

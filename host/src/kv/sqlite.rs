@@ -1,0 +1,274 @@
+//! The embedded key-value backend: SQLite, in the table layout `spin up` uses,
+//! so a database written by either opens in the other.
+//!
+//! Durability: WAL journal with `synchronous = NORMAL`. A commit is in the WAL
+//! file (the operating system's page cache) before the guest's `set` returns,
+//! so an acknowledged write survives the host being killed (`kill -9`); a
+//! power loss or kernel crash may lose the last commits but never corrupts
+//! the database. `FULL` would add an fsync to every write for power-loss
+//! durability; the state directory is expected on a volume that outlives the
+//! process, not the machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::StoreError;
+
+/// How long a writer waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One SQLite database file (or memory), shared by every label stored in it.
+pub enum SqliteDb {
+    /// A database file.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// Idle connections. Operations are short and synchronous, so at most
+        /// one connection per worker thread is ever out; the lock is held only
+        /// to pop or push.
+        idle: Mutex<Vec<Connection>>,
+    },
+    /// An in-memory database: one connection, or it would be another database.
+    Memory(Mutex<Connection>),
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database at `location`, or an in-memory
+    /// one for `None`, and creates Spin's table.
+    pub fn open(location: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = location else {
+            let connection =
+                connect(None).context("cannot open an in-memory SQLite key-value store")?;
+            return Ok(SqliteDb::Memory(Mutex::new(connection)));
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+        }
+        let connection = connect(Some(path)).with_context(|| {
+            format!("cannot open the SQLite key-value store {}", path.display())
+        })?;
+        Ok(SqliteDb::File {
+            path: path.to_owned(),
+            idle: Mutex::new(vec![connection]),
+        })
+    }
+
+    /// Runs `op` on a connection.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        match self {
+            SqliteDb::Memory(connection) => {
+                Ok(op(&connection.lock().unwrap_or_else(|p| p.into_inner()))?)
+            }
+            SqliteDb::File { path, idle } => {
+                let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let connection = match pooled {
+                    Some(connection) => connection,
+                    None => connect(Some(path))?,
+                };
+                let result = op(&connection);
+                idle.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(connection);
+                Ok(result?)
+            }
+        }
+    }
+}
+
+/// A configured connection with Spin's table in place.
+fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
+    let connection = match path {
+        Some(path) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+        None => Connection::open_in_memory()?,
+    };
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    if path.is_some() {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS spin_key_value (
+            store TEXT NOT NULL,
+            key   TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY (store, key)
+        )",
+        [],
+    )?;
+    Ok(connection)
+}
+
+/// One label's view of a [`SqliteDb`].
+pub struct SqliteStore {
+    db: std::sync::Arc<SqliteDb>,
+    label: String,
+}
+
+impl SqliteStore {
+    /// The store for `label` in `db`.
+    pub fn new(db: std::sync::Arc<SqliteDb>, label: &str) -> Self {
+        SqliteStore {
+            db,
+            label: label.to_owned(),
+        }
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.with(|c| {
+            c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .query_row(params![self.label, key], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// Stores `value` under `key`; committed when this returns.
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![self.label, key, value])
+            .map(drop)
+        })
+    }
+
+    /// Removes `key`.
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .execute(params![self.label, key])
+                .map(drop)
+        })
+    }
+
+    /// Whether `key` has a value.
+    pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.db.with(|c| {
+            c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .exists(params![self.label, key])
+        })
+    }
+
+    /// Every key of this label, sorted (the primary key index gives the
+    /// order for free).
+    pub fn keys(&self) -> Result<Vec<String>, StoreError> {
+        self.db.with(|c| {
+            c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?
+                .query_map(params![self.label], |row| row.get(0))?
+                .collect()
+        })
+    }
+
+    /// A trivial query, to prove the database answers.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.db.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn temp_db() -> (tempfile::TempDir, Arc<SqliteDb>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open(Some(&dir.path().join("nested/kv.db"))).unwrap();
+        (dir, Arc::new(db))
+    }
+
+    #[test]
+    fn stores_reads_and_deletes_values() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::new(db, "default");
+        assert_eq!(store.get("a").unwrap(), None);
+        store.set("a", b"1").unwrap();
+        store.set("a", b"2").unwrap();
+        assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+        assert!(store.exists("a").unwrap());
+        store.delete("a").unwrap();
+        store.delete("a").unwrap();
+        assert!(!store.exists("a").unwrap());
+    }
+
+    #[test]
+    fn labels_sharing_a_file_do_not_see_each_other() {
+        let (_dir, db) = temp_db();
+        let one = SqliteStore::new(db.clone(), "one");
+        let two = SqliteStore::new(db, "two");
+        one.set("k", b"1").unwrap();
+        two.set("z", b"2").unwrap();
+        two.set("a", b"3").unwrap();
+        assert_eq!(one.keys().unwrap(), ["k"]);
+        assert_eq!(two.keys().unwrap(), ["a", "z"]);
+        assert_eq!(two.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn writes_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        {
+            let store = SqliteStore::new(Arc::new(SqliteDb::open(Some(&path)).unwrap()), "default");
+            store.set("hero", b"{}").unwrap();
+        }
+        let store = SqliteStore::new(Arc::new(SqliteDb::open(Some(&path)).unwrap()), "default");
+        assert_eq!(store.get("hero").unwrap().as_deref(), Some(&b"{}"[..]));
+        let mode: String = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn uses_spins_table_layout() {
+        let (dir, db) = temp_db();
+        SqliteStore::new(db, "default").set("k", b"v").unwrap();
+        let raw = Connection::open(dir.path().join("nested/kv.db")).unwrap();
+        let (store, key, value): (String, String, Vec<u8>) = raw
+            .query_row("SELECT store, key, value FROM spin_key_value", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (store.as_str(), key.as_str(), value.as_slice()),
+            ("default", "k", &b"v"[..])
+        );
+    }
+
+    #[test]
+    fn in_memory_store_works_without_a_file() {
+        let store = SqliteStore::new(Arc::new(SqliteDb::open(None).unwrap()), "scratch");
+        store.set("a", b"1").unwrap();
+        assert_eq!(store.keys().unwrap(), ["a"]);
+        store.ping().unwrap();
+    }
+
+    #[test]
+    fn opening_an_unwritable_location_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let error = SqliteDb::open(Some(&file.join("kv.db"))).err().unwrap();
+        assert!(
+            format!("{error:#}").contains("cannot create the directory"),
+            "{error:#}"
+        );
+    }
+}
