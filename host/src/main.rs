@@ -6,5 +6,6 @@ mod manifest;
 mod outbound;
 mod routes;
 mod runtime_config;
+mod telemetry;
 
 fn main() {}

@@ -1,0 +1,480 @@
+//! Metrics: OpenTelemetry instruments, exported as Prometheus text by
+//! `opentelemetry-prometheus` from one `prometheus::Registry` that also holds
+//! the process collector. Every instrument is created here, once; the request
+//! path only records, with attribute values that are `&'static str` or
+//! shared `Arc<str>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+/// Seconds buckets the HTTP semantic conventions advise.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Faster buckets for work that is normally sub-millisecond (key-value
+/// operations, instantiation).
+const FAST_DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Body size buckets, bytes.
+const SIZE_BUCKETS: &[f64] = &[
+    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+];
+
+/// Who we are, for `target_info`.
+#[derive(Debug, Clone)]
+pub struct ServiceIdentity {
+    /// `service.name`.
+    pub name: String,
+    /// `service.version`.
+    pub version: String,
+    /// `service.instance.id`.
+    pub instance_id: String,
+}
+
+/// Every instrument, and the registry they are exported from.
+pub struct Metrics {
+    enabled: bool,
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    request_duration: Histogram<f64>,
+    active_requests: UpDownCounter<i64>,
+    request_body_size: Histogram<u64>,
+    response_body_size: Histogram<u64>,
+    instantiation_duration: Histogram<f64>,
+    invocations: Counter<u64>,
+    guest_traps: Counter<u64>,
+    guest_cpu_time: Counter<f64>,
+    kv_duration: Histogram<f64>,
+}
+
+/// What one finished HTTP request records.
+pub struct RequestRecord<'a> {
+    /// Normalized method (`GET`, ..., `_OTHER`).
+    pub method: &'static str,
+    /// The matched route, or `None` when no route matched.
+    pub route: Option<&'a Arc<str>>,
+    /// The component that served it, if any.
+    pub component: Option<&'a Arc<str>>,
+    /// Response status.
+    pub status: u16,
+    /// `error.type` when the request failed (5xx, timeout, client gone).
+    pub error_type: Option<&'static str>,
+    /// Time from receiving the request head to the end of the response.
+    pub duration: Duration,
+    /// Request body bytes read.
+    pub request_bytes: u64,
+    /// Response body bytes written.
+    pub response_bytes: u64,
+}
+
+/// The `http_route` value when no route matched: one series for all
+/// unmatched paths, never the raw path.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+impl Metrics {
+    /// Builds the registry, the exporter and every instrument. With
+    /// `enabled` false, recording does nothing (to price instrumentation).
+    pub fn new(identity: &ServiceIdentity, enabled: bool) -> anyhow::Result<Self> {
+        let registry = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .context("registering the process collector")?;
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()
+            .context("building the Prometheus exporter")?;
+        let resource = Resource::builder()
+            .with_service_name(identity.name.clone())
+            .with_attributes([
+                KeyValue::new("service.version", identity.version.clone()),
+                KeyValue::new("service.instance.id", identity.instance_id.clone()),
+            ])
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .with_resource(resource)
+            .build();
+        let meter = provider.meter("hero-host");
+        Ok(Self::with_instruments(&meter, registry, provider, enabled))
+    }
+
+    fn with_instruments(
+        meter: &Meter,
+        registry: prometheus::Registry,
+        provider: SdkMeterProvider,
+        enabled: bool,
+    ) -> Self {
+        Metrics {
+            enabled,
+            request_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP server requests, from the request head to the end of the response body.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            active_requests: meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_unit("{request}")
+                .with_description("Number of HTTP server requests in flight.")
+                .build(),
+            request_body_size: meter
+                .u64_histogram("http.server.request.body.size")
+                .with_unit("By")
+                .with_description("Size of HTTP server request bodies, as read.")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            response_body_size: meter
+                .u64_histogram("http.server.response.body.size")
+                .with_unit("By")
+                .with_description("Size of HTTP server response bodies, as written.")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            instantiation_duration: meter
+                .f64_histogram("wasm.instantiation.duration")
+                .with_unit("s")
+                .with_description("Time to instantiate a component from its pre-instance (the count is the number of instantiations).")
+                .with_boundaries(FAST_DURATION_BUCKETS.to_vec())
+                .build(),
+            invocations: meter
+                .u64_counter("wasm.invocations")
+                .with_description("Guest invocations, by whether the instance was reused from an earlier request.")
+                .build(),
+            guest_traps: meter
+                .u64_counter("wasm.guest.traps")
+                .with_description("Guest invocations that ended in a trap, by kind (timeout is an interrupted guest).")
+                .build(),
+            guest_cpu_time: meter
+                .f64_counter("wasm.guest.cpu_time")
+                .with_unit("s")
+                .with_description("Time host threads spent running guest code and the host calls it made synchronously.")
+                .build(),
+            kv_duration: meter
+                .f64_histogram("key_value.operation.duration")
+                .with_unit("s")
+                .with_description("Duration of key-value operations, by store label, backend, operation and outcome.")
+                .with_boundaries(FAST_DURATION_BUCKETS.to_vec())
+                .build(),
+            registry,
+            provider,
+        }
+    }
+
+    /// The meter, for observable instruments registered by other modules.
+    pub fn meter(&self) -> Meter {
+        self.provider.meter("hero-host")
+    }
+
+    /// Whether recording is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A request started; call [`Metrics::request_finished`] once for it.
+    pub fn request_started(&self, method: &'static str) {
+        if self.enabled {
+            self.active_requests.add(
+                1,
+                &[
+                    KeyValue::new("http.request.method", method),
+                    KeyValue::new("url.scheme", "http"),
+                ],
+            );
+        }
+    }
+
+    /// A request finished, whatever its outcome.
+    pub fn request_finished(&self, record: &RequestRecord<'_>) {
+        if !self.enabled {
+            return;
+        }
+        self.active_requests.add(
+            -1,
+            &[
+                KeyValue::new("http.request.method", record.method),
+                KeyValue::new("url.scheme", "http"),
+            ],
+        );
+        let route = record.route.map_or_else(
+            || KeyValue::new("http.route", UNMATCHED_ROUTE),
+            |r| KeyValue::new("http.route", r.clone()),
+        );
+        let component = record.component.map_or_else(
+            || KeyValue::new("spin.component", ""),
+            |c| KeyValue::new("spin.component", c.clone()),
+        );
+        let base = [
+            KeyValue::new("http.request.method", record.method),
+            route,
+            KeyValue::new("http.response.status_code", i64::from(record.status)),
+            KeyValue::new("url.scheme", "http"),
+            component,
+        ];
+        let with_error;
+        let attributes: &[KeyValue] = match record.error_type {
+            None => &base,
+            Some(error) => {
+                let [a, b, c, d, e] = base;
+                with_error = [a, b, c, d, e, KeyValue::new("error.type", error)];
+                &with_error
+            }
+        };
+        self.request_duration
+            .record(record.duration.as_secs_f64(), attributes);
+        self.request_body_size
+            .record(record.request_bytes, attributes);
+        self.response_body_size
+            .record(record.response_bytes, attributes);
+    }
+
+    /// A component was instantiated.
+    pub fn instantiated(&self, component: &Arc<str>, took: Duration) {
+        if self.enabled {
+            self.instantiation_duration.record(
+                took.as_secs_f64(),
+                &[KeyValue::new("spin.component", component.clone())],
+            );
+        }
+    }
+
+    /// A guest invocation ran: on a reused instance or not, for how long on a
+    /// host thread, and the trap kind if it trapped.
+    pub fn invoked(
+        &self,
+        component: &Arc<str>,
+        reused: bool,
+        cpu: Duration,
+        trap: Option<&'static str>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let component = KeyValue::new("spin.component", component.clone());
+        self.invocations.add(
+            1,
+            &[
+                component.clone(),
+                KeyValue::new("wasm.instance.reused", reused),
+            ],
+        );
+        self.guest_cpu_time
+            .add(cpu.as_secs_f64(), std::slice::from_ref(&component));
+        if let Some(kind) = trap {
+            self.guest_traps
+                .add(1, &[component, KeyValue::new("wasm.trap.kind", kind)]);
+        }
+    }
+
+    /// A key-value operation finished.
+    pub fn key_value_operation(
+        &self,
+        label: &Arc<str>,
+        backend: &'static str,
+        operation: &'static str,
+        ok: bool,
+        took: Duration,
+    ) {
+        if self.enabled {
+            self.kv_duration.record(
+                took.as_secs_f64(),
+                &[
+                    KeyValue::new("key_value.store", label.clone()),
+                    KeyValue::new("key_value.backend", backend),
+                    KeyValue::new("key_value.operation", operation),
+                    KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+                ],
+            );
+        }
+    }
+
+    /// Registers a gauge of linear memory held by each component's live
+    /// instances; `usage` pairs a component with its byte counter.
+    pub fn observe_memory(&self, usage: Vec<(Arc<str>, Arc<AtomicI64>)>) {
+        let _gauge = self
+            .meter()
+            .i64_observable_gauge("wasm.memory.usage")
+            .with_unit("By")
+            .with_description("Linear memory held by a component's live instances.")
+            .with_callback(move |observer| {
+                for (component, bytes) in &usage {
+                    observer.observe(
+                        bytes.load(Ordering::Relaxed),
+                        &[KeyValue::new("spin.component", component.clone())],
+                    );
+                }
+            })
+            .build();
+    }
+
+    /// Registers a counter read from `read` at each scrape.
+    pub fn observe_counter(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        let _counter = self
+            .meter()
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_callback(move |observer| observer.observe(read(), &[]))
+            .build();
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
+        let mut text = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .context("encoding metrics")?;
+        Ok(text)
+    }
+
+    /// Flushes and stops the meter provider.
+    pub fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The method label: one of the standard methods, else `_OTHER`, so a client
+/// cannot create series at will.
+pub fn normalize_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> Metrics {
+        let identity = ServiceIdentity {
+            name: "hero-registry".into(),
+            version: "1.2.3".into(),
+            instance_id: "pod-0".into(),
+        };
+        Metrics::new(&identity, true).unwrap()
+    }
+
+    fn text(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.encode().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions_without_doubled_suffixes() {
+        let m = metrics();
+        let route: Arc<str> = "/heroes/:id".into();
+        let component: Arc<str> = "hero-registry".into();
+        m.request_started("GET");
+        m.request_finished(&RequestRecord {
+            method: "GET",
+            route: Some(&route),
+            component: Some(&component),
+            status: 200,
+            error_type: None,
+            duration: Duration::from_millis(3),
+            request_bytes: 0,
+            response_bytes: 120,
+        });
+        m.instantiated(&component, Duration::from_micros(50));
+        m.invoked(&component, true, Duration::from_micros(30), Some("timeout"));
+        m.key_value_operation(
+            &"default".into(),
+            "sqlite",
+            "get",
+            true,
+            Duration::from_micros(10),
+        );
+        let text = text(&m);
+        for name in [
+            "http_server_request_duration_seconds_bucket",
+            "http_server_active_requests",
+            "http_server_request_body_size_bytes_bucket",
+            "http_server_response_body_size_bytes_sum",
+            "wasm_instantiation_duration_seconds_count",
+            "wasm_invocations_total",
+            "wasm_guest_traps_total",
+            "wasm_guest_cpu_time_seconds_total",
+            "key_value_operation_duration_seconds_bucket",
+            "target_info",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("_seconds_seconds")
+                && !text.contains("_total_total")
+                && !text.contains("bytes_bytes")
+        );
+        assert!(text.contains(r#"http_route="/heroes/:id""#));
+        assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/heroes/:id",spin_component="hero-registry",url_scheme="http",otel_scope_name="hero-host",le="0.005"} 1"#), "{text}");
+        assert!(text.contains(r#"service_instance_id="pod-0""#));
+        assert!(text.contains(r#"service_name="hero-registry""#));
+    }
+
+    #[test]
+    fn unmatched_routes_share_one_series() {
+        let m = metrics();
+        for _ in 0..3 {
+            m.request_started("GET");
+            m.request_finished(&RequestRecord {
+                method: "GET",
+                route: None,
+                component: None,
+                status: 404,
+                error_type: None,
+                duration: Duration::from_millis(1),
+                request_bytes: 0,
+                response_bytes: 10,
+            });
+        }
+        let text = text(&m);
+        let series: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .collect();
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert!(series[0].contains(r#"http_route="unmatched""#) && series[0].ends_with(" 3"));
+    }
+
+    #[test]
+    fn disabled_metrics_record_nothing() {
+        let identity = ServiceIdentity {
+            name: "x".into(),
+            version: "0".into(),
+            instance_id: "i".into(),
+        };
+        let m = Metrics::new(&identity, false).unwrap();
+        m.request_started("GET");
+        assert!(!text(&m).contains("http_server_active_requests"));
+    }
+
+    #[test]
+    fn methods_are_normalized() {
+        assert_eq!(normalize_method(&http::Method::GET), "GET");
+        assert_eq!(
+            normalize_method(&http::Method::from_bytes(b"BREW").unwrap()),
+            "_OTHER"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Telemetry: metrics (OpenTelemetry, exported as Prometheus text) and logs
+//! (one JSON object per line on stdout).
+
+pub mod metrics;
