@@ -1,4 +1,6 @@
 //! Telemetry: metrics (OpenTelemetry, exported as Prometheus text) and logs
 //! (one JSON object per line on stdout).
 
+pub mod json_line;
+pub mod logs;
 pub mod metrics;

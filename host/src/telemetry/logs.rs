@@ -1,0 +1,413 @@
+//! Logs: one JSON object per line on stdout, and nothing else on stdout.
+//!
+//! Three kinds of line share one non-blocking writer, so they stay whole and
+//! in order: the invocation line (exactly one per request), guest output
+//! lines (`source: "guest"`), and the host's own events (`tracing`). A
+//! dedicated thread writes to stdout; when stdout is slower than the
+//! requests, lines queue up to a bound and then are dropped and counted
+//! (`hero_host_log_dropped_lines_total`), never blocking a request.
+
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use super::json_line::JsonLine;
+use crate::cli::LogFormat;
+
+/// Lines buffered between request threads and the stdout writer.
+const BUFFERED_LINES: usize = 64 * 1024;
+/// Cap of a request path in a log line, in escaped bytes.
+const PATH_MAX: usize = 2048;
+/// Cap of a user agent.
+const USER_AGENT_MAX: usize = 512;
+/// Cap of a guest line's message.
+const GUEST_MESSAGE_MAX: usize = 8192;
+
+/// Where log lines go; cheap to clone.
+#[derive(Clone)]
+pub struct LogSink {
+    writer: NonBlocking,
+    format: LogFormat,
+}
+
+/// Keeps the writer thread alive; dropping it flushes what is queued.
+pub struct LogGuard(#[expect(dead_code, reason = "held for its Drop")] WorkerGuard);
+
+/// Installs the sink as stdout's only writer and as the `tracing` subscriber.
+pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuard, ErrorCounter)> {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name("hero-host-log")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonEvents)
+                    .with_writer(writer.clone()),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer.clone())
+                    .with_ansi(false),
+            )
+            .try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
+    Ok((LogSink { writer, format }, LogGuard(guard), dropped))
+}
+
+/// What the invocation line says about one request.
+pub struct Invocation<'a> {
+    /// Unique per request.
+    pub request_id: &'a str,
+    /// W3C trace id (from `traceparent`, or new).
+    pub trace_id: &'a str,
+    /// This request's span id.
+    pub span_id: &'a str,
+    /// The component that served it, if a route matched.
+    pub component: Option<&'a str>,
+    /// The matched route as written in the manifest.
+    pub route: Option<&'a str>,
+    /// The request method, as sent.
+    pub method: &'a str,
+    /// The request path, without the query string.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Request head to end of response.
+    pub duration: Duration,
+    /// Request body bytes read.
+    pub request_bytes: u64,
+    /// Response body bytes written.
+    pub response_bytes: u64,
+    /// The peer.
+    pub client_addr: SocketAddr,
+    /// `User-Agent`, raw.
+    pub user_agent: Option<&'a [u8]>,
+    /// Whether the guest ran on an instance reused from an earlier request
+    /// (`None` when no guest ran).
+    pub instance_reused: Option<bool>,
+    /// Why it failed, when it did (`timeout`, `trap: ...`, `client gone`).
+    pub error: Option<&'a str>,
+}
+
+/// The level of a response status: error for 5xx, warn for 4xx, else info.
+pub fn level_of(status: u16) -> &'static str {
+    match status {
+        500.. => "error",
+        400..=499 => "warn",
+        _ => "info",
+    }
+}
+
+impl LogSink {
+    fn write(&self, line: &[u8]) {
+        // One write is one queued line; a full queue drops it and counts.
+        let _ = self.writer.clone().write(line);
+    }
+
+    /// Writes the invocation line of one request.
+    pub fn invocation(&self, inv: &Invocation<'_>) {
+        let level = level_of(inv.status);
+        let now = SystemTime::now();
+        if self.format == LogFormat::Pretty {
+            let line = format!(
+                "{} {:>5} {} {} {} {:.3}ms component={} route={} request_id={}{}\n",
+                humantime::format_rfc3339_micros(now),
+                level.to_uppercase(),
+                inv.method.escape_debug(),
+                inv.path.escape_debug(),
+                inv.status,
+                inv.duration.as_secs_f64() * 1000.0,
+                inv.component.unwrap_or("-"),
+                inv.route.unwrap_or("-"),
+                inv.request_id,
+                inv.error
+                    .map(|e| format!(" error={}", e.escape_debug()))
+                    .unwrap_or_default(),
+            );
+            self.write(line.as_bytes());
+            return;
+        }
+        let mut line = JsonLine::start(Vec::with_capacity(768), now, level, "hero_host::request");
+        let mut message = String::with_capacity(16 + inv.path.len().min(PATH_MAX));
+        message.push_str(inv.method);
+        message.push(' ');
+        message.push_str(&inv.path[..floor_char_boundary(inv.path, PATH_MAX)]);
+        message.push(' ');
+        message.push_str(itoa::Buffer::new().format(inv.status));
+        line.str_capped("message", &message, PATH_MAX + 32);
+        line.str("request_id", inv.request_id);
+        line.str("trace_id", inv.trace_id);
+        line.str("span_id", inv.span_id);
+        line.str("component", inv.component.unwrap_or(""));
+        line.str("route", inv.route.unwrap_or(""));
+        line.str_capped("method", inv.method, 64);
+        line.str_capped("path", inv.path, PATH_MAX);
+        line.u64("status", u64::from(inv.status));
+        line.f64_3("duration_ms", inv.duration.as_secs_f64() * 1000.0);
+        line.u64("request_bytes", inv.request_bytes);
+        line.u64("response_bytes", inv.response_bytes);
+        line.str("client_addr", &inv.client_addr.to_string());
+        line.bytes_capped(
+            "user_agent",
+            inv.user_agent.unwrap_or_default(),
+            USER_AGENT_MAX,
+        );
+        match inv.instance_reused {
+            Some(reused) => line.bool("instance_reused", reused),
+            None => line.raw("instance_reused", b"null"),
+        }
+        if let Some(error) = inv.error {
+            line.str_capped("error", error, 1024);
+        }
+        self.write(&line.finish());
+    }
+
+    /// Writes one line the guest printed. A line that is a JSON object has
+    /// its fields merged in (its `level` and `message` are used when valid);
+    /// the host's own fields cannot be overridden.
+    pub fn guest_line(&self, origin: &GuestOrigin<'_>, text: &[u8]) {
+        let default_level = if origin.stream == "stderr" {
+            "warn"
+        } else {
+            "info"
+        };
+        let object = parse_object(text);
+        let level = object
+            .as_ref()
+            .and_then(|o| o.get("level"))
+            .and_then(|l| l.as_str())
+            .and_then(normalize_level)
+            .unwrap_or(default_level);
+        let now = SystemTime::now();
+        if self.format == LogFormat::Pretty {
+            let line = format!(
+                "{} {:>5} [{}] {}: {}\n",
+                humantime::format_rfc3339_micros(now),
+                level.to_uppercase(),
+                origin.component,
+                origin.stream,
+                String::from_utf8_lossy(text).escape_debug(),
+            );
+            self.write(line.as_bytes());
+            return;
+        }
+        let mut line = JsonLine::start(Vec::with_capacity(256 + text.len()), now, level, "guest");
+        match object.as_ref().and_then(|o| o.get("message")) {
+            Some(serde_json::Value::String(message)) => {
+                line.str_capped("message", message, GUEST_MESSAGE_MAX)
+            }
+            Some(other) => line.str_capped("message", &other.to_string(), GUEST_MESSAGE_MAX),
+            None if object.is_some() => line.str("message", ""),
+            None => line.bytes_capped("message", text, GUEST_MESSAGE_MAX),
+        }
+        line.str("source", "guest");
+        line.str("stream", origin.stream);
+        line.str("component", origin.component);
+        match origin.request {
+            Some((request_id, trace_id)) => {
+                line.str("request_id", request_id);
+                line.str("trace_id", trace_id);
+            }
+            None => {
+                line.raw("request_id", b"null");
+                line.raw("trace_id", b"null");
+            }
+        }
+        if let Some(object) = object {
+            for (key, value) in object {
+                match key.as_str() {
+                    "message" => {}
+                    "level" if normalize_level(value.as_str().unwrap_or("")).is_some() => {}
+                    _ if RESERVED_FIELDS.contains(&key.as_str()) => {
+                        line.raw(&format!("guest_{key}"), value.to_string().as_bytes());
+                    }
+                    _ => line.raw(&key, value.to_string().as_bytes()),
+                }
+            }
+        }
+        self.write(&line.finish());
+    }
+}
+
+/// Fields the host writes on guest lines; a guest field of the same name is
+/// kept as `guest_<name>`.
+const RESERVED_FIELDS: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "source",
+    "stream",
+    "component",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "truncated",
+];
+
+/// Where a guest line came from.
+pub struct GuestOrigin<'a> {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The component id.
+    pub component: &'a str,
+    /// `(request_id, trace_id)` of the request the line belongs to; `None`
+    /// when it cannot be known (instance serving several requests at once).
+    pub request: Option<(&'a str, &'a str)>,
+}
+
+fn parse_object(text: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let trimmed = text.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return None;
+    }
+    match serde_json::from_slice(trimmed) {
+        Ok(serde_json::Value::Object(object)) => Some(object),
+        _ => None,
+    }
+}
+
+/// Our level names for the usual spellings; `None` for anything else.
+fn normalize_level(level: &str) -> Option<&'static str> {
+    match level.to_ascii_lowercase().as_str() {
+        "trace" | "debug" => Some("debug"),
+        "info" | "information" | "notice" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" | "err" | "critical" | "fatal" | "panic" => Some("error"),
+        _ => None,
+    }
+}
+
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
+/// Formats `tracing` events as our JSON lines: common fields first, then the
+/// event's fields flattened.
+struct JsonEvents;
+
+impl<S, N> FormatEvent<S, N> for JsonEvents
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        let level = match *metadata.level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        let mut visitor = FieldVisitor {
+            line: JsonLine::start(
+                Vec::with_capacity(256),
+                SystemTime::now(),
+                level,
+                metadata.target(),
+            ),
+            message: None,
+        };
+        event.record(&mut visitor);
+        let FieldVisitor { mut line, message } = visitor;
+        line.str("message", message.as_deref().unwrap_or(""));
+        let bytes = line.finish();
+        writer.write_str(&String::from_utf8_lossy(&bytes))
+    }
+}
+
+struct FieldVisitor {
+    line: JsonLine,
+    message: Option<String>,
+}
+
+impl tracing::field::Visit for FieldVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.line.str_capped(field.name(), value, 4096);
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.line.u64(field.name(), value);
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.line.raw(field.name(), value.to_string().as_bytes());
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.line.bool(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        self.record_str(field, &text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_status() {
+        assert_eq!(level_of(200), "info");
+        assert_eq!(level_of(304), "info");
+        assert_eq!(level_of(404), "warn");
+        assert_eq!(level_of(503), "error");
+    }
+
+    #[test]
+    fn guest_levels_are_normalized() {
+        assert_eq!(normalize_level("WARNING"), Some("warn"));
+        assert_eq!(normalize_level("fatal"), Some("error"));
+        assert_eq!(normalize_level("loud"), None);
+    }
+
+    #[test]
+    fn only_json_objects_are_merged() {
+        assert!(parse_object(br#" {"a":1} "#).is_some());
+        assert!(parse_object(b"[1]").is_none());
+        assert!(parse_object(b"{not json").is_none());
+        assert!(parse_object(b"plain text").is_none());
+    }
+
+    #[test]
+    fn cuts_paths_on_char_boundaries() {
+        assert_eq!(floor_char_boundary("ééé", 3), 2);
+        assert_eq!(floor_char_boundary("abc", 10), 3);
+    }
+}
