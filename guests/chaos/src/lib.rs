@@ -1,0 +1,134 @@
+//! A guest that misbehaves on purpose, so the host's defences can be tested
+//! against a real component. Every behaviour is chosen by the path (the last
+//! segment) and query parameters:
+//!
+//! - `/hello`: 200 `hello`.
+//! - `/loop`: spins forever (only the host's timeout stops it).
+//! - `/trap`: panics (a trap).
+//! - `/alloc?mb=N`: allocates and touches N MiB, then answers 200.
+//! - `/sleep?ms=N`: waits N ms without using the CPU, then answers 200.
+//! - `/print?lines=N&bytes=B&json=1&stream=stderr&partial=1`: prints N lines
+//!   of B bytes (JSON objects when `json=1`), the last without a newline when
+//!   `partial=1`.
+//! - `/echo`: answers with the size of the request body.
+//! - `/status?code=N`: answers with that status.
+//! - `/fetch?url=U`: sends a GET to U and reports what happened.
+//! - `/kv?label=L`: opens store L, sets, reads back and lists a key.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use std::time::Duration;
+
+    use spin_sdk::http::body::IncomingBodyExt;
+    use spin_sdk::http::{IntoResponse, Request, StatusCode};
+
+    fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    fn number(query: &str, name: &str, default: u64) -> u64 {
+        param(query, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    fn reply(
+        status: StatusCode,
+        body: String,
+    ) -> spin_sdk::http::Result<spin_sdk::wasip3::http::types::Response> {
+        Ok((status, body).into_response()?)
+    }
+
+    #[spin_sdk::http_service]
+    async fn handle(request: Request) -> impl IntoResponse {
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let action = path.rsplit('/').next().unwrap_or("");
+        match action {
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "trap" => panic!("chaos asked to trap"),
+            "alloc" => {
+                let mb = number(&query, "mb", 16) as usize;
+                let block = vec![1u8; mb << 20];
+                reply(
+                    StatusCode::OK,
+                    format!("allocated {}", std::hint::black_box(&block).len()),
+                )
+            }
+            "sleep" => {
+                spin_sdk::time::sleep(Duration::from_millis(number(&query, "ms", 100))).await;
+                reply(StatusCode::OK, "slept".into())
+            }
+            "print" => {
+                let lines = number(&query, "lines", 1);
+                let bytes = number(&query, "bytes", 16) as usize;
+                let json = param(&query, "json") == Some("1");
+                let partial = param(&query, "partial") == Some("1");
+                let stderr = param(&query, "stream") == Some("stderr");
+                for i in 0..lines {
+                    let text = if json {
+                        format!(
+                            r#"{{"level":"info","message":"line {i}","seq":{i},"pad":"{}"}}"#,
+                            "x".repeat(bytes)
+                        )
+                    } else {
+                        format!("line {i} {}", "x".repeat(bytes))
+                    };
+                    let last = i + 1 == lines;
+                    match (stderr, partial && last) {
+                        (false, false) => println!("{text}"),
+                        (false, true) => print!("{text}"),
+                        (true, false) => eprintln!("{text}"),
+                        (true, true) => eprint!("{text}"),
+                    }
+                }
+                reply(StatusCode::OK, format!("printed {lines}"))
+            }
+            "echo" => match request.into_body().bytes().await {
+                Ok(body) => reply(StatusCode::OK, body.len().to_string()),
+                Err(error) => reply(StatusCode::BAD_REQUEST, format!("body error: {error:?}")),
+            },
+            "status" => {
+                let code = StatusCode::from_u16(number(&query, "code", 200) as u16)
+                    .unwrap_or(StatusCode::OK);
+                reply(code, "status".into())
+            }
+            "fetch" => {
+                let url = param(&query, "url")
+                    .unwrap_or("http://127.0.0.1:1/")
+                    .to_owned();
+                match spin_sdk::http::get(url.as_str()).await {
+                    Ok(response) => reply(
+                        StatusCode::OK,
+                        format!("upstream {}", response.status().as_u16()),
+                    ),
+                    Err(error) => reply(
+                        StatusCode::BAD_GATEWAY,
+                        format!("outbound error: {error:?}"),
+                    ),
+                }
+            }
+            "kv" => {
+                let label = param(&query, "label").unwrap_or("default");
+                let store = match spin_sdk::key_value::Store::open(label).await {
+                    Ok(store) => store,
+                    Err(error) => return reply(StatusCode::FORBIDDEN, format!("open: {error:?}")),
+                };
+                if let Err(error) = store.set("chaos", b"value").await {
+                    return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("set: {error:?}"));
+                }
+                let value = store.get("chaos").await;
+                let keys = store.get_keys().await.collect().await;
+                reply(StatusCode::OK, format!("get: {value:?} keys: {keys:?}"))
+            }
+            _ => reply(StatusCode::OK, "hello".into()),
+        }
+    }
+}
