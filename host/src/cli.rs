@@ -75,8 +75,8 @@ pub struct UpArgs {
 
     /// Directory for state: the default SQLite key-value store
     /// (`sqlite_key_value.db`, as `spin up` lays it out) and the compiled
-    /// component cache. Relative paths are resolved against the manifest's
-    /// directory. Default: `.spin` next to the manifest.
+    /// component cache (`cache/`). Default: `state_dir` of the runtime config
+    /// file, else `.spin` next to the manifest.
     #[arg(long, env = "HERO_HOST_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
@@ -146,14 +146,11 @@ pub struct UpArgs {
     #[arg(long, env = "HERO_HOST_MAX_URI_LENGTH", default_value = "8KiB", value_parser = parse_size)]
     pub max_uri_length: u64,
 
-    /// A client must send the whole request head within this time, or the
-    /// connection is closed (defends against slow clients).
+    /// A client must send a whole request head within this time, or the
+    /// connection is closed: defends against slow clients, and bounds how
+    /// long an idle keep-alive connection stays open.
     #[arg(long, env = "HERO_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
-
-    /// An idle keep-alive connection is closed after this time.
-    #[arg(long, env = "HERO_HOST_IDLE_CONNECTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub idle_connection_timeout: Duration,
 
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish
     /// before the host exits anyway.

@@ -1,11 +1,83 @@
-//! `hero-host`: serves Spin HTTP components with metrics and JSON logs.
+//! `hero-host`: serves the Spin HTTP components of a `spin.toml` on
+//! wasmtime, with Prometheus metrics on an admin port and one JSON log line
+//! per request.
 
+mod builder;
 mod cli;
 mod kv;
 mod manifest;
 mod outbound;
 mod routes;
+mod runtime;
 mod runtime_config;
+mod server;
 mod telemetry;
+mod up;
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{BuildArgs, Cli, Command, UpArgs};
+use crate::manifest::Manifest;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => up(*args),
+        Command::Build(args) => build(&args),
+    }
+}
+
+fn up(args: UpArgs) -> ExitCode {
+    let (logs, guard, dropped) = match telemetry::logs::init(args.log_format, &args.log_level) {
+        Ok(installed) => installed,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(up::run(args, logs, dropped));
+    // Requests are done; instances still idling for reuse need not be waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let error = failure.error();
+            tracing::error!(error = %format!("{error:#}"), exit_code = failure.exit_code(), "hero-host cannot start");
+            eprintln!("error: {error:#}");
+            ExitCode::from(failure.exit_code())
+        }
+    };
+    // Flushes every queued log line.
+    drop(guard);
+    code
+}
+
+fn build(args: &BuildArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let built = Manifest::load(&args.manifest)
+        .map_err(|error| (64, error))
+        .and_then(|manifest| builder::build(&manifest).map_err(|error| (1, error)));
+    match built {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}

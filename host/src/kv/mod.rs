@@ -1,6 +1,7 @@
 //! Key-value stores: the backends (SQLite, Redis), the labels they serve, and
 //! the `spin:key-value@3.0.0` host interface guests call.
 
+pub mod host;
 pub mod redis;
 pub mod sqlite;
 

@@ -76,6 +76,8 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
 
 /// What the invocation line says about one request.
 pub struct Invocation<'a> {
+    /// `error` for 5xx and guest failures, `warn` for 4xx, else `info`.
+    pub level: &'static str,
     /// Unique per request.
     pub request_id: &'a str,
     /// W3C trace id (from `traceparent`, or new).
@@ -126,7 +128,7 @@ impl LogSink {
 
     /// Writes the invocation line of one request.
     pub fn invocation(&self, inv: &Invocation<'_>) {
-        let level = level_of(inv.status);
+        let level = inv.level;
         let now = SystemTime::now();
         if self.format == LogFormat::Pretty {
             let line = format!(

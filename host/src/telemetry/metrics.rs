@@ -52,7 +52,6 @@ pub struct Metrics {
     instantiation_duration: Histogram<f64>,
     invocations: Counter<u64>,
     guest_traps: Counter<u64>,
-    guest_cpu_time: Counter<f64>,
     kv_duration: Histogram<f64>,
 }
 
@@ -155,11 +154,6 @@ impl Metrics {
                 .u64_counter("wasm.guest.traps")
                 .with_description("Guest invocations that ended in a trap, by kind (timeout is an interrupted guest).")
                 .build(),
-            guest_cpu_time: meter
-                .f64_counter("wasm.guest.cpu_time")
-                .with_unit("s")
-                .with_description("Time host threads spent running guest code and the host calls it made synchronously.")
-                .build(),
             kv_duration: meter
                 .f64_histogram("key_value.operation.duration")
                 .with_unit("s")
@@ -248,31 +242,29 @@ impl Metrics {
         }
     }
 
-    /// A guest invocation ran: on a reused instance or not, for how long on a
-    /// host thread, and the trap kind if it trapped.
-    pub fn invoked(
-        &self,
-        component: &Arc<str>,
-        reused: bool,
-        cpu: Duration,
-        trap: Option<&'static str>,
-    ) {
-        if !self.enabled {
-            return;
+    /// A guest invocation ran, on a reused instance or a fresh one.
+    pub fn invoked(&self, component: &Arc<str>, reused: bool) {
+        if self.enabled {
+            self.invocations.add(
+                1,
+                &[
+                    KeyValue::new("spin.component", component.clone()),
+                    KeyValue::new("wasm.instance.reused", reused),
+                ],
+            );
         }
-        let component = KeyValue::new("spin.component", component.clone());
-        self.invocations.add(
-            1,
-            &[
-                component.clone(),
-                KeyValue::new("wasm.instance.reused", reused),
-            ],
-        );
-        self.guest_cpu_time
-            .add(cpu.as_secs_f64(), std::slice::from_ref(&component));
-        if let Some(kind) = trap {
-            self.guest_traps
-                .add(1, &[component, KeyValue::new("wasm.trap.kind", kind)]);
+    }
+
+    /// A guest instance ended in a trap (`kind`: `timeout`, `unreachable`, ...).
+    pub fn guest_trapped(&self, component: &Arc<str>, kind: &'static str) {
+        if self.enabled {
+            self.guest_traps.add(
+                1,
+                &[
+                    KeyValue::new("spin.component", component.clone()),
+                    KeyValue::new("wasm.trap.kind", kind),
+                ],
+            );
         }
     }
 
@@ -312,6 +304,23 @@ impl Metrics {
                         bytes.load(Ordering::Relaxed),
                         &[KeyValue::new("spin.component", component.clone())],
                     );
+                }
+            })
+            .build();
+    }
+
+    /// Registers a counter of time spent in wasm by each component; `nanos`
+    /// pairs a component with its nanosecond counter.
+    pub fn observe_wasm_time(&self, nanos: Vec<(Arc<str>, Arc<std::sync::atomic::AtomicU64>)>) {
+        let _counter = self
+            .meter()
+            .f64_observable_counter("wasm.guest.cpu_time")
+            .with_unit("s")
+            .with_description("Time host threads spent running guest code, including host calls the guest made synchronously.")
+            .with_callback(move |observer| {
+                for (component, nanos) in &nanos {
+                    let seconds = nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                    observer.observe(seconds, &[KeyValue::new("spin.component", component.clone())]);
                 }
             })
             .build();
@@ -398,7 +407,12 @@ mod tests {
             response_bytes: 120,
         });
         m.instantiated(&component, Duration::from_micros(50));
-        m.invoked(&component, true, Duration::from_micros(30), Some("timeout"));
+        m.invoked(&component, true);
+        m.guest_trapped(&component, "timeout");
+        m.observe_wasm_time(vec![(
+            component.clone(),
+            Arc::new(std::sync::atomic::AtomicU64::new(1_500_000)),
+        )]);
         m.key_value_operation(
             &"default".into(),
             "sqlite",

@@ -4,3 +4,4 @@
 pub mod json_line;
 pub mod logs;
 pub mod metrics;
+pub mod trace;

@@ -1,0 +1,332 @@
+//! The host side of `spin:key-value/key-value@3.0.0` for WASIp3 guests.
+//!
+//! Shape (as `wasmtime-wasi`'s own interfaces): `bindgen!` in a private
+//! module; [`KeyValueCtx`] built once per component at set-up;
+//! [`KeyValueState`] per instance; [`KeyValueView`] borrowed per call.
+//! Host methods copy what they need out of the store in one synchronous
+//! `Accessor::with`, then await the backend with no store borrow held.
+//!
+//! Errors: a backend failure is `error::other` for the guest (a generic text;
+//! the detail goes to the host log and the request's invocation line); a
+//! broken host invariant is a trap.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{
+    Accessor, Destination, FutureReader, HasData, Linker, Resource, ResourceTable,
+    ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
+};
+
+use super::{LabeledStore, StoreError, Stores};
+use crate::telemetry::metrics::Metrics;
+
+mod generated {
+    wasmtime::component::bindgen!({
+        inline: "
+            package hero-host:key-value;
+            world key-value-imports {
+                import spin:key-value/key-value@3.0.0;
+            }
+        ",
+        path: "wit/key-value.wit",
+        // WIT `async func`s are `async | store` already; `trappable` lets
+        // every function (and `get-keys`, which has no error type) trap.
+        imports: { default: trappable },
+        with: { "spin:key-value/key-value.store": crate::kv::host::StoreHandle },
+        trappable_error_type: { "spin:key-value/key-value.error" => crate::kv::host::KvError },
+    });
+}
+
+use self::bindings::Error as WitError;
+use self::generated::spin::key_value::key_value as bindings;
+
+/// Open store handles one instance may hold (`store-table-full` beyond).
+const MAX_OPEN_STORES: u32 = 256;
+
+/// What a guest's `store` resource points at: the opened store itself.
+pub struct StoreHandle(Arc<LabeledStore>);
+
+/// The error of host methods whose WIT result has `error`.
+pub enum KvError {
+    /// What the guest sees.
+    Guest(WitError),
+    /// A host bug: the guest traps.
+    Trap(wasmtime::Error),
+}
+
+impl From<WitError> for KvError {
+    fn from(error: WitError) -> Self {
+        KvError::Guest(error)
+    }
+}
+
+impl From<ResourceTableError> for KvError {
+    // The component model validates handles before they reach the host, so a
+    // missing or mistyped entry is a host bug.
+    fn from(error: ResourceTableError) -> Self {
+        KvError::Trap(wasmtime::Error::new(error))
+    }
+}
+
+/// Told about each failed backend operation (for the request's log line).
+pub type ErrorReporter = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Set-up state of one component: the stores it may open.
+pub struct KeyValueCtx {
+    stores: Stores,
+    granted: HashSet<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyValueCtx {
+    /// The component may open `granted` labels among the host's `stores`.
+    pub fn new(stores: Stores, granted: &[String], metrics: Arc<Metrics>) -> Self {
+        KeyValueCtx {
+            stores,
+            granted: granted.iter().cloned().collect(),
+            metrics,
+        }
+    }
+
+    /// `no-such-store` for a label the host does not have, `access-denied`
+    /// for one the component was not granted.
+    fn open(&self, label: &str) -> Result<Arc<LabeledStore>, WitError> {
+        match self.stores.get(label) {
+            Some(store) if self.granted.contains(label) => Ok(store.clone()),
+            Some(_) => Err(WitError::AccessDenied),
+            None => Err(WitError::NoSuchStore),
+        }
+    }
+}
+
+/// Per-instance state, held in the store data.
+pub struct KeyValueState {
+    ctx: Arc<KeyValueCtx>,
+    open_stores: u32,
+    report: ErrorReporter,
+}
+
+impl KeyValueState {
+    /// Fresh state for a new instance.
+    pub fn new(ctx: Arc<KeyValueCtx>, report: ErrorReporter) -> Self {
+        KeyValueState {
+            ctx,
+            open_stores: 0,
+            report,
+        }
+    }
+}
+
+/// The per-call borrow of the state and the instance's resource table.
+pub struct KeyValueView<'a> {
+    /// Per-instance state.
+    pub state: &'a mut KeyValueState,
+    /// The table shared with WASI.
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by the store data.
+pub trait KeyValueHostView: Send {
+    /// Borrows the key-value view.
+    fn key_value(&mut self) -> KeyValueView<'_>;
+}
+
+/// The `HasData` marker of this interface.
+pub struct KeyValue;
+
+impl HasData for KeyValue {
+    type Data<'a> = KeyValueView<'a>;
+}
+
+/// Adds the interface to a linker.
+pub fn add_to_linker<T: KeyValueHostView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    bindings::add_to_linker::<T, KeyValue>(linker, T::key_value)
+}
+
+/// The opened store behind a handle, plus what reporting needs.
+fn resolve<T>(
+    accessor: &Accessor<T, KeyValue>,
+    handle: &Resource<StoreHandle>,
+) -> Result<(Arc<LabeledStore>, Arc<Metrics>, ErrorReporter), KvError> {
+    accessor.with(|mut access| {
+        let view = access.get();
+        let store = view.table.get(handle)?.0.clone();
+        Ok((
+            store,
+            view.state.ctx.metrics.clone(),
+            view.state.report.clone(),
+        ))
+    })
+}
+
+/// Runs one backend operation, timing it and turning a failure into
+/// `error::other` with the detail logged.
+async fn timed<R>(
+    (store, metrics, report): (Arc<LabeledStore>, Arc<Metrics>, ErrorReporter),
+    operation: &'static str,
+    run: impl AsyncFnOnce(&LabeledStore) -> Result<R, StoreError>,
+) -> Result<R, KvError> {
+    let started = Instant::now();
+    let result = run(&store).await;
+    let backend = store.backend.kind();
+    metrics.key_value_operation(
+        &store.label,
+        backend,
+        operation,
+        result.is_ok(),
+        started.elapsed(),
+    );
+    result.map_err(|error| {
+        let detail = format!("key-value {operation} on store `{}` ({backend}) failed: {error}", store.label);
+        tracing::warn!(store = &*store.label, backend, operation, error = %error, "key-value operation failed");
+        report(detail);
+        KvError::Guest(WitError::Other(format!("the key-value store `{}` is unavailable", store.label)))
+    })
+}
+
+impl bindings::Host for KeyValueView<'_> {
+    fn convert_error(&mut self, error: KvError) -> wasmtime::Result<WitError> {
+        match error {
+            KvError::Guest(error) => Ok(error),
+            KvError::Trap(error) => Err(error),
+        }
+    }
+}
+
+impl bindings::HostStore for KeyValueView<'_> {
+    fn drop(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.state.open_stores = self.state.open_stores.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl<T> bindings::HostStoreWithStore<T> for KeyValue {
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        label: String,
+    ) -> Result<Resource<StoreHandle>, KvError> {
+        accessor.with(|mut access| {
+            let view = access.get();
+            let store = view.state.ctx.open(&label)?;
+            if view.state.open_stores >= MAX_OPEN_STORES {
+                return Err(WitError::StoreTableFull.into());
+            }
+            let handle = view.table.push(StoreHandle(store))?;
+            view.state.open_stores += 1;
+            Ok(handle)
+        })
+    }
+
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        handle: Resource<StoreHandle>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        timed(resolve(accessor, &handle)?, "get", async |s| {
+            s.backend.get(&key).await
+        })
+        .await
+    }
+
+    async fn set(
+        accessor: &Accessor<T, Self>,
+        handle: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        timed(resolve(accessor, &handle)?, "set", async |s| {
+            s.backend.set(&key, &value).await
+        })
+        .await
+    }
+
+    async fn delete(
+        accessor: &Accessor<T, Self>,
+        handle: Resource<StoreHandle>,
+        key: String,
+    ) -> Result<(), KvError> {
+        timed(resolve(accessor, &handle)?, "delete", async |s| {
+            s.backend.delete(&key).await
+        })
+        .await
+    }
+
+    async fn exists(
+        accessor: &Accessor<T, Self>,
+        handle: Resource<StoreHandle>,
+        key: String,
+    ) -> Result<bool, KvError> {
+        timed(resolve(accessor, &handle)?, "exists", async |s| {
+            s.backend.exists(&key).await
+        })
+        .await
+    }
+
+    async fn get_keys(
+        accessor: &Accessor<T, Self>,
+        handle: Resource<StoreHandle>,
+    ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), WitError>>)> {
+        let resolved = resolve(accessor, &handle).map_err(|error| match error {
+            KvError::Trap(error) => error,
+            KvError::Guest(error) => wasmtime::format_err!("unexpected key-value error {error:?}"),
+        })?;
+        // The backends list every key at once (sorted); the stream hands them
+        // to the guest as fast as it reads, and the future says how it ended.
+        let (keys, outcome) =
+            match timed(resolved, "get_keys", async |s| s.backend.keys().await).await {
+                Ok(keys) => (keys, Ok(())),
+                Err(KvError::Guest(error)) => (Vec::new(), Err(error)),
+                Err(KvError::Trap(error)) => return Err(error),
+            };
+        accessor.with(|mut access| {
+            let keys = StreamReader::new(&mut access, KeyStream(keys.into_iter()))?;
+            let outcome =
+                FutureReader::new(
+                    &mut access,
+                    async move { Ok::<_, wasmtime::Error>(outcome) },
+                )?;
+            Ok((keys, outcome))
+        })
+    }
+}
+
+/// Feeds a list of keys into a guest's `stream<string>`.
+struct KeyStream(std::vec::IntoIter<String>);
+
+/// Keys handed over per read when the reader does not say how many it wants.
+const KEYS_PER_READ: usize = 256;
+
+impl<D> StreamProducer<D> for KeyStream {
+    type Item = String;
+    type Buffer = VecBuffer<String>;
+
+    fn poll_produce<'a>(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        mut store: StoreContextMut<'a, D>,
+        mut destination: Destination<'a, String, VecBuffer<String>>,
+        _finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        let keys = &mut self.get_mut().0;
+        if keys.len() == 0 {
+            return Poll::Ready(Ok(StreamResult::Dropped));
+        }
+        let wanted = match destination.remaining(&mut store) {
+            // A zero-length read asks whether we are ready: we always are.
+            Some(0) => return Poll::Ready(Ok(StreamResult::Completed)),
+            Some(n) => n,
+            None => KEYS_PER_READ,
+        };
+        let batch: Vec<String> = keys.by_ref().take(wanted).collect();
+        destination.set_buffer(batch.into());
+        Poll::Ready(Ok(StreamResult::Completed))
+    }
+}

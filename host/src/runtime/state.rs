@@ -1,0 +1,293 @@
+//! The data each instance's store holds, and the per-instance capabilities
+//! built from it: WASI (stdout/stderr captured, nothing else granted),
+//! wasi:http with the outbound allow-list, the key-value stores, the memory
+//! limit.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::instance::{InstanceShared, Stream};
+use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
+use crate::outbound::{self, OutboundRule};
+
+/// Everything one instance's store holds.
+pub struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    kv: KeyValueState,
+    /// Enforces the memory limit and keeps the memory gauge.
+    pub limiter: MemoryLimiter,
+    /// Shared with the host.
+    pub instance: Arc<InstanceShared>,
+    /// When the current request must have finished.
+    pub deadline: Option<Instant>,
+    /// When the guest last entered wasm (for the CPU time metric).
+    pub entered_wasm: Option<Instant>,
+    /// Time spent in wasm not yet added to the component's counter.
+    pub wasm_time: Duration,
+}
+
+impl HostState {
+    /// State for a new instance.
+    pub fn new(
+        instance: Arc<InstanceShared>,
+        environment: &[(String, String)],
+        hooks: OutboundHooks,
+        kv: KeyValueState,
+        limiter: MemoryLimiter,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // Spin's guest capabilities: the component's own environment and
+        // nothing else; no files, no sockets, no name lookup.
+        wasi.envs(environment)
+            .stdout(GuestOutput {
+                instance: instance.clone(),
+                stream: Stream::Stdout,
+            })
+            .stderr(GuestOutput {
+                instance: instance.clone(),
+                stream: Stream::Stderr,
+            })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        HostState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks,
+            kv,
+            limiter,
+            instance,
+            deadline: None,
+            entered_wasm: None,
+            wasm_time: Duration::ZERO,
+        }
+    }
+
+    /// The `view` function `ProxyHandler` needs.
+    pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpView::http(self)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl KeyValueHostView for HostState {
+    fn key_value(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            state: &mut self.kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Guest stdout or stderr: bytes go to the instance's line buffer, which logs
+/// each complete line. Writes never block the guest.
+#[derive(Clone)]
+struct GuestOutput {
+    instance: Arc<InstanceShared>,
+    stream: Stream,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+/// Bytes a guest may hand over per write (WASIp2 asks first).
+const OUTPUT_WRITE_BUDGET: usize = 1024 * 1024;
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.instance.write_output(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(OUTPUT_WRITE_BUDGET)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.instance.write_output(self.stream, bytes);
+        Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The per-instance memory limit; also keeps the component's memory gauge
+/// (linear memory held by its live instances) up to date.
+pub struct MemoryLimiter {
+    limit: usize,
+    held: usize,
+    gauge: Arc<AtomicI64>,
+    instance: Arc<InstanceShared>,
+}
+
+impl MemoryLimiter {
+    /// A limiter of `limit` bytes per instance feeding `gauge`.
+    pub fn new(limit: u64, gauge: Arc<AtomicI64>, instance: Arc<InstanceShared>) -> Self {
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            held: 0,
+            gauge,
+            instance,
+        }
+    }
+}
+
+/// Table elements an instance may have (a guard against runaway guests).
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            // The guest sees `memory.grow` fail (Rust aborts on it); the
+            // count lets the host name the trap that follows.
+            self.instance
+                .memory_refusals
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        let grown = desired.saturating_sub(current);
+        self.held += grown;
+        self.gauge
+            .fetch_add(i64::try_from(grown).unwrap_or(i64::MAX), Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(
+            i64::try_from(self.held).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The wasi:http hooks: outbound requests only to `allowed_outbound_hosts`.
+pub struct OutboundHooks {
+    component: Arc<str>,
+    rules: Arc<[OutboundRule]>,
+}
+
+impl OutboundHooks {
+    /// Hooks enforcing `rules` for `component`.
+    pub fn new(component: Arc<str>, rules: Arc<[OutboundRule]>) -> Self {
+        OutboundHooks { component, rules }
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _request_io: IoFuture,
+    ) -> Box<
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
+    > {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or_else(|| outbound::default_port(scheme));
+        if !outbound::is_allowed(&self.rules, scheme, host, port) {
+            tracing::warn!(
+                component = &*self.component,
+                destination = %format_args!("{scheme}://{host}:{port}"),
+                "outbound request denied: not in allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt as _;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(|body| body.boxed_unsync()),
+                Box::new(io) as IoFuture,
+            ))
+        })
+    }
+}

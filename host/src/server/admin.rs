@@ -1,0 +1,124 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (alive) and
+//! `/readyz` (components loaded, key-value stores reachable, not draining).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::kv::Stores;
+use crate::telemetry::metrics::Metrics;
+
+/// How long `/readyz` waits for the key-value stores to answer.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the admin endpoints read.
+pub struct Admin {
+    /// The registry to expose.
+    pub metrics: Arc<Metrics>,
+    /// The stores `/readyz` checks.
+    pub stores: Stores,
+    /// Set once shutdown begins.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// Serves the admin listener until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(error = %error, "accepting an admin connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let admin = admin.clone();
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let admin = admin.clone();
+                async move {
+                    Ok::<_, Infallible>(admin.answer(request.method(), request.uri().path()).await)
+                }
+            });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "admin connection closed");
+            }
+        });
+    }
+}
+
+impl Admin {
+    async fn answer(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        if method != Method::GET && method != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+        }
+        match path {
+            "/metrics" => match self.metrics.encode() {
+                Ok(body) => {
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    response
+                }
+                Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}\n")),
+            },
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" => self.readiness().await,
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /healthz or /readyz\n".into(),
+            ),
+        }
+    }
+
+    async fn readiness(&self) -> Response<Full<Bytes>> {
+        if self.draining.load(Ordering::Relaxed) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+        }
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, self.stores.check()).await {
+            Ok(Ok(())) => text(StatusCode::OK, "ready\n".into()),
+            Ok(Err((label, error))) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("key-value store `{label}` unreachable: {error}\n"),
+            ),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key-value stores did not answer in time\n".into(),
+            ),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
