@@ -83,6 +83,22 @@ pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Re
             .map(move |label| (c.id.as_str(), label.as_str()))
     });
     let stores = Stores::open(&runtime_config.stores(&state_dir), used_labels).map_err(config)?;
+    tracing::info!(
+        manifest = %manifest.path.display(),
+        application = manifest.application.name.as_str(),
+        version = manifest.application.version.as_str(),
+        description = manifest.application.description.as_str(),
+        state_dir = %state_dir.display(),
+        "application loaded"
+    );
+    for store in stores.iter() {
+        tracing::info!(
+            store = &*store.label,
+            backend = store.backend.kind(),
+            location = store.location.as_str(),
+            "key-value store"
+        );
+    }
     seed_default_store(&stores, &args.key_values)
         .await
         .map_err(config)?;

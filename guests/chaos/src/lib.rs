@@ -14,6 +14,9 @@
 //! - `/status?code=N`: answers with that status.
 //! - `/fetch?url=U`: sends a GET to U and reports what happened.
 //! - `/kv?label=L`: opens store L, sets, reads back and lists a key.
+//! - `/headers`: answers with the request's headers, one `name: value` a line.
+//! - `/env`: answers with the environment the guest sees, one `K=V` a line.
+//! - `/fs`: tries to read `/etc/hostname` and says what happened.
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -128,6 +131,27 @@ mod component {
                 let keys = store.get_keys().await.collect().await;
                 reply(StatusCode::OK, format!("get: {value:?} keys: {keys:?}"))
             }
+            "headers" => {
+                let mut text = String::new();
+                for (name, value) in request.headers() {
+                    text.push_str(&format!(
+                        "{}: {}\n",
+                        name,
+                        String::from_utf8_lossy(value.as_bytes())
+                    ));
+                }
+                reply(StatusCode::OK, text)
+            }
+            "env" => reply(
+                StatusCode::OK,
+                std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}\n"))
+                    .collect(),
+            ),
+            "fs" => match std::fs::read_to_string("/etc/hostname") {
+                Ok(text) => reply(StatusCode::OK, format!("read: {text}")),
+                Err(error) => reply(StatusCode::FORBIDDEN, format!("no filesystem: {error}")),
+            },
             _ => reply(StatusCode::OK, "hello".into()),
         }
     }

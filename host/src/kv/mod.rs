@@ -99,6 +99,9 @@ pub struct LabeledStore {
     pub label: Arc<str>,
     /// What serves it.
     pub backend: Backend,
+    /// Where the data lives (a file, `memory`, or a Redis URL without its
+    /// password), for logs.
+    pub location: String,
 }
 
 /// Every store the application's components were granted, opened once at
@@ -133,7 +136,7 @@ impl Stores {
                      add [key_value_store.{label}] to the runtime config file"
                 );
             };
-            let backend = match config {
+            let (backend, location) = match config {
                 StoreConfig::Sqlite { path } => {
                     let db = match sqlite_files.get(path) {
                         Some(db) => db.clone(),
@@ -143,7 +146,10 @@ impl Stores {
                             db
                         }
                     };
-                    Backend::Sqlite(SqliteStore::new(db, label))
+                    let location = path
+                        .as_ref()
+                        .map_or_else(|| "memory".to_owned(), |p| p.display().to_string());
+                    (Backend::Sqlite(SqliteStore::new(db, label)), location)
                 }
                 StoreConfig::Redis { url } => {
                     let db = match redis_servers.get(url) {
@@ -156,12 +162,14 @@ impl Stores {
                             db
                         }
                     };
-                    Backend::Redis(RedisStore::new(db, label))
+                    let location = db.url().to_owned();
+                    (Backend::Redis(RedisStore::new(db, label)), location)
                 }
             };
             let store = LabeledStore {
                 label: label.into(),
                 backend,
+                location,
             };
             by_label.insert(label.to_owned(), Arc::new(store));
         }
@@ -173,9 +181,11 @@ impl Stores {
         self.by_label.get(label)
     }
 
-    /// Every opened store.
+    /// Every opened store, by label.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<LabeledStore>> {
-        self.by_label.values()
+        let mut stores: Vec<_> = self.by_label.values().collect();
+        stores.sort_by(|a, b| a.label.cmp(&b.label));
+        stores.into_iter()
     }
 
     /// Pings every store; the first failure names its label.

@@ -1,0 +1,6 @@
+//! Integration tests: the real `hero-host` binary serving real components
+//! over real HTTP. One test binary, as wasmtime does it.
+
+mod api;
+mod host;
+mod support;

@@ -1,0 +1,434 @@
+//! Test support: the real `hero-host` binary on port 0 with real components,
+//! its stdout captured line by line, killed when the test ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The wasm file of a guest crate (`hero_registry`, `hello_p2`, `hello_p3`,
+/// `chaos`), built for wasm32-wasip2 in release.
+pub fn wasm(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guest components first with \
+         `cargo build --target wasm32-wasip2 --release -p hero-registry -p hello-p2 -p hello-p3 -p chaos` \
+         (README's test command does it)",
+        path.display()
+    );
+    path
+}
+
+/// A temporary application directory with a manifest.
+pub struct AppDir {
+    /// Holds the directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl AppDir {
+    /// A directory with `spin.toml` holding `manifest`; `{registry}`,
+    /// `{hello_p2}`, `{hello_p3}` and `{chaos}` become the wasm paths.
+    pub fn new(manifest: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = manifest
+            .replace("{registry}", &wasm("hero_registry").display().to_string())
+            .replace("{hello_p2}", &wasm("hello_p2").display().to_string())
+            .replace("{hello_p3}", &wasm("hello_p3").display().to_string())
+            .replace("{chaos}", &wasm("chaos").display().to_string());
+        std::fs::write(dir.path().join("spin.toml"), text).expect("write manifest");
+        AppDir { dir }
+    }
+
+    /// The project's own `spin.toml`, pointed at the built component.
+    pub fn registry() -> Self {
+        Self::new(REGISTRY_MANIFEST)
+    }
+
+    /// A file in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file in the directory.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+/// The registry's manifest, as in the repository but with an absolute source.
+pub const REGISTRY_MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "hero-registry"
+version = "0.1.0"
+[[trigger.http]]
+route = "/"
+component = "hero-registry"
+[[trigger.http]]
+route = "/heroes"
+component = "hero-registry"
+[[trigger.http]]
+route = "/heroes/:id"
+component = "hero-registry"
+[component.hero-registry]
+source = "{registry}"
+key_value_stores = ["default"]
+"#;
+
+/// The registry plus the chaos guest on `/chaos/...`, for tests that need a
+/// guest to misbehave beside a healthy one.
+pub const REGISTRY_AND_CHAOS_MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "hero-registry"
+[[trigger.http]]
+route = "/"
+component = "hero-registry"
+[[trigger.http]]
+route = "/heroes"
+component = "hero-registry"
+[[trigger.http]]
+route = "/heroes/:id"
+component = "hero-registry"
+[[trigger.http]]
+route = "/chaos/..."
+component = "chaos"
+[component.hero-registry]
+source = "{registry}"
+key_value_stores = ["default"]
+[component.chaos]
+source = "{chaos}"
+key_value_stores = ["default"]
+"#;
+
+/// A running `hero-host up`.
+pub struct Host {
+    child: Child,
+    /// The public address.
+    pub addr: SocketAddr,
+    /// The admin address.
+    pub admin: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Starts `hero-host up -f <dir>/spin.toml` on port 0 with `args` added, and
+/// waits until it serves.
+pub fn start(app: &AppDir, args: &[&str]) -> Host {
+    try_start(app, args).unwrap_or_else(|failure| panic!("hero-host did not start: {failure}"))
+}
+
+/// As [`start`], but returns the exit status and output if it fails to start.
+pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
+    let mut child = command(app, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hero-host");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    {
+        let stdout = child.stdout.take().unwrap();
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(r#""message":"serving""#) {
+                    let _ = ready_tx.send(line.clone());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    {
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                stderr
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(line) = ready_rx.recv_timeout(Duration::from_millis(50)) {
+            let serving: Value = serde_json::from_str(&line).expect("serving line is JSON");
+            let addr = serving["address"].as_str().unwrap().parse().unwrap();
+            let admin = serving["admin_address"].as_str().unwrap().parse().unwrap();
+            return Ok(Host {
+                child,
+                addr,
+                admin,
+                lines,
+                stderr,
+            });
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            std::thread::sleep(Duration::from_millis(100));
+            return Err(format!(
+                "exited with {status}\nstderr:\n{}\nstdout:\n{}",
+                stderr.lock().unwrap(),
+                lines.lock().unwrap().join("\n")
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("did not serve within 120 s".into());
+        }
+    }
+}
+
+/// The `hero-host up` command for an app directory, ports 0.
+pub fn command(app: &AppDir, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hero-host"));
+    command.arg("up").arg("-f").arg(app.path("spin.toml"));
+    for (flag, default) in [
+        ("--listen", "127.0.0.1:0"),
+        ("--admin-listen", "127.0.0.1:0"),
+    ] {
+        if !args.contains(&flag) {
+            command.args([flag, default]);
+        }
+    }
+    command
+        .arg("--state-dir")
+        .arg(app.path("state"))
+        .args(args)
+        .env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HERO_HOST_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `hero-host` with `args` to completion (for start-up failures).
+pub fn run_to_exit(app: &AppDir, args: &[&str]) -> (ExitStatus, String, String) {
+    let output = command(app, args).output().expect("run hero-host");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl Host {
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://<admin><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every stdout line so far, parsed (panics on a line that is not JSON).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+            })
+            .collect()
+    }
+
+    /// Invocation lines (one per request) so far.
+    pub fn invocations(&self) -> Vec<Value> {
+        self.json_lines()
+            .into_iter()
+            .filter(|l| l["target"] == "hero_host::request")
+            .collect()
+    }
+
+    /// Waits until `predicate` holds for the parsed lines, or panics.
+    pub fn wait_for_lines(&self, what: &str, predicate: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = self.json_lines();
+            if predicate(&lines) {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; lines:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hero-host did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory (kB), from /proc.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP agent that returns 4xx/5xx responses instead of failing.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: String,
+}
+
+impl Reply {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends a request with `ureq`.
+pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>) -> Reply {
+    let request = http::Request::builder().method(method).uri(url);
+    let response = match body {
+        Some(body) => agent.run(
+            request
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .unwrap(),
+        ),
+        None => agent.run(request.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// GET with a fresh agent.
+pub fn get(url: &str) -> Reply {
+    send(&agent(), "GET", url, None)
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it
+/// (or `timeout`); for requests an HTTP client would refuse to send.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(response: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
