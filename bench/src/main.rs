@@ -1,0 +1,160 @@
+//! `hero-bench`: the benchmark rig of hero-host.
+//!
+//! - `hero-bench run` starts every contender in turn, drives it, and prints and
+//!   saves the comparison table (`bench/run` builds everything and calls it);
+//! - `hero-bench load` is the closed-loop HTTP/1.1 load generator;
+//! - `hero-bench seed` creates heroes and writes their ids for `load`;
+//! - `hero-bench hello` is the bare hyper hello server, the ceiling.
+
+mod hello;
+mod load;
+mod report;
+mod run;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hyper::Method;
+
+/// Benchmark hero-host against `wasmtime serve`, FastAPI and bare hyper.
+#[derive(Debug, Parser)]
+#[command(name = "hero-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure every contender and print the table (see bench/README.md).
+    Run(Box<run::RunArgs>),
+    /// Drive one server with a closed-loop load and print what it measured
+    /// as JSON.
+    Load(LoadArgs),
+    /// Create heroes with `POST /heroes` and write their ids to a file.
+    Seed(SeedArgs),
+    /// Serve "Hello, world!\n" with bare hyper.
+    Hello {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+    },
+}
+
+/// Flags of `hero-bench load`.
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// The server's address.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: Method,
+    /// Path and query; `{id}` is replaced by ids from `--ids`.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// JSON request body; `{n}` is replaced by a request counter.
+    #[arg(long)]
+    body: Option<String>,
+    /// File of ids, one a line (as `hero-bench seed` writes it).
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// Connections, each with one request in flight.
+    #[arg(long, default_value = "32")]
+    concurrency: usize,
+    /// Load before measuring.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Measured load.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Also scrape this address (e.g. the admin port) sequentially while the
+    /// load runs; the load goes on until every scrape is done.
+    #[arg(long)]
+    scrape_addr: Option<SocketAddr>,
+    /// Path to scrape.
+    #[arg(long, default_value = "/metrics")]
+    scrape_path: String,
+    /// Scrapes to measure.
+    #[arg(long, default_value = "200")]
+    scrapes: usize,
+    /// Pause between scrapes.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    scrape_interval: Duration,
+}
+
+/// Flags of `hero-bench seed`.
+#[derive(Debug, clap::Args)]
+struct SeedArgs {
+    /// The server's address.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Heroes to create.
+    #[arg(long, default_value = "10000")]
+    count: usize,
+    /// Connections.
+    #[arg(long, default_value = "8")]
+    concurrency: usize,
+    /// Body of each `POST /heroes`; `{n}` is replaced by a counter.
+    #[arg(long, default_value = run::HERO_BODY)]
+    body: String,
+    /// Where to write the ids.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run::run(*args),
+        Command::Load(args) => {
+            let ids = match &args.ids {
+                Some(path) => load::read_ids(path)?,
+                None => Vec::new(),
+            };
+            let spec = load::LoadSpec {
+                addr: args.addr,
+                method: args.method,
+                path: args.path,
+                body: args.body,
+                ids,
+                concurrency: args.concurrency,
+                warmup: args.warmup,
+                duration: args.duration,
+                scrape: args.scrape_addr.map(|addr| load::ScrapeSpec {
+                    addr,
+                    path: args.scrape_path,
+                    count: args.scrapes,
+                    interval: args.scrape_interval,
+                }),
+            };
+            let report = single_thread()?.block_on(load::run(spec))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Seed(args) => {
+            let report = single_thread()?.block_on(load::seed(
+                args.addr,
+                &args.body,
+                args.count,
+                args.concurrency,
+                &args.out,
+            ))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Hello { listen } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(hello::serve(listen)),
+    }
+}
+
+/// The load generator's runtime: one thread, so it uses one core.
+fn single_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
