@@ -200,6 +200,9 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines (for a terminal).
     Pretty,
+    /// No invocation or guest lines (host events still go out as JSON); to
+    /// measure what logging costs.
+    Off,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -55,7 +55,7 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
         .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry
+        LogFormat::Json | LogFormat::Off => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonEvents)
@@ -128,6 +128,9 @@ impl LogSink {
 
     /// Writes the invocation line of one request.
     pub fn invocation(&self, inv: &Invocation<'_>) {
+        if self.format == LogFormat::Off {
+            return;
+        }
         let level = inv.level;
         let now = SystemTime::now();
         if self.format == LogFormat::Pretty {
@@ -188,6 +191,9 @@ impl LogSink {
     /// its fields merged in (its `level` and `message` are used when valid);
     /// the host's own fields cannot be overridden.
     pub fn guest_line(&self, origin: &GuestOrigin<'_>, text: &[u8]) {
+        if self.format == LogFormat::Off {
+            return;
+        }
         let default_level = if origin.stream == "stderr" {
             "warn"
         } else {

@@ -122,6 +122,7 @@ pub struct Host {
     pub admin: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
+    paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts `hero-host up -f <dir>/spin.toml` on port 0 with `args` added, and
@@ -139,15 +140,26 @@ pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
         .expect("spawn hero-host");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(String::new()));
+    let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     {
         let stdout = child.stdout.take().unwrap();
         let lines = lines.clone();
+        let paused = paused.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains(r#""message":"serving""#) {
-                    let _ = ready_tx.send(line.clone());
+            let mut reader = BufReader::new(stdout);
+            loop {
+                while paused.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = line.trim_end_matches('\n').to_owned();
+                if let Some(addresses) = serving_addresses(&line) {
+                    let _ = ready_tx.send(addresses);
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -171,16 +183,14 @@ pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(line) = ready_rx.recv_timeout(Duration::from_millis(50)) {
-            let serving: Value = serde_json::from_str(&line).expect("serving line is JSON");
-            let addr = serving["address"].as_str().unwrap().parse().unwrap();
-            let admin = serving["admin_address"].as_str().unwrap().parse().unwrap();
+        if let Ok((addr, admin)) = ready_rx.recv_timeout(Duration::from_millis(50)) {
             return Ok(Host {
                 child,
                 addr,
                 admin,
                 lines,
                 stderr,
+                paused,
             });
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -196,6 +206,28 @@ pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
             return Err("did not serve within 120 s".into());
         }
     }
+}
+
+/// The bound addresses from the "serving" line (JSON or pretty).
+fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if line.starts_with('{') {
+        let serving: Value = serde_json::from_str(line).ok()?;
+        if serving["message"] != "serving" {
+            return None;
+        }
+        let address = serving["address"].as_str()?.parse().ok()?;
+        let admin = serving["admin_address"].as_str()?.parse().ok()?;
+        return Some((address, admin));
+    }
+    if !line.contains(" serving ") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .and_then(|value| value.parse().ok())
+    };
+    Some((field("address=")?, field("admin_address=")?))
 }
 
 /// The `hero-host up` command for an app directory, ports 0.
@@ -282,6 +314,12 @@ impl Host {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops (or resumes) reading the host's stdout, as a slow collector would.
+    pub fn pause_stdout(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stderr so far.
@@ -431,4 +469,135 @@ pub fn raw_status(response: &[u8]) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Finds a system tool, or fails saying how to install it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not installed: `apt-get install {package}` (CI installs it in .ci/run)")
+    })
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Prometheus server scraping targets every second.
+pub struct Prometheus {
+    child: Child,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `/metrics` of `targets` every second, and
+    /// waits until it is ready.
+    pub fn start(targets: &[SocketAddr]) -> Self {
+        let binary = tool("prometheus", "prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hero-host\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let agent = agent();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while send_quietly(&agent, &format!("http://{addr}/-/ready")) != Some(200) {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    /// Runs an instant query; returns `data.result`, or the error text.
+    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+        let response = agent()
+            .get(format!("http://{}/api/v1/query", self.addr))
+            .query("query", promql)
+            .call()
+            .map_err(|e| e.to_string())?;
+        let body: Value = serde_json::from_str(
+            &response
+                .into_body()
+                .read_to_string()
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        if body["status"] != "success" {
+            return Err(format!("{}: {}", body["errorType"], body["error"]));
+        }
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Polls `promql` until `done` accepts the result, or panics.
+    pub fn wait_for(&self, promql: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let result = self
+                .query(promql)
+                .unwrap_or_else(|e| panic!("{promql}: {e}"));
+            if done(&result) {
+                return result;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {promql}; last result: {result:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send_quietly(agent: &ureq::Agent, url: &str) -> Option<u16> {
+    agent.get(url).call().ok().map(|r| r.status().as_u16())
+}
+
+/// The value of an instant-vector sample.
+pub fn sample_value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }
