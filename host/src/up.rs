@@ -187,6 +187,7 @@ pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Re
         let _ = admin_stopped.await;
     }));
 
+    let stopping = runtime.stopping();
     let app = Arc::new(App::new(
         router,
         runtime,
@@ -222,6 +223,7 @@ pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Re
         }
     };
     serve_public(public, app, limits, shutdown, args.shutdown_grace).await;
+    stopping.store(true, Ordering::SeqCst);
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     metrics.shutdown();

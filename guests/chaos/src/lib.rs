@@ -14,6 +14,10 @@
 //! - `/status?code=N`: answers with that status.
 //! - `/fetch?url=U`: sends a GET to U and reports what happened.
 //! - `/kv?label=L`: opens store L, sets, reads back and lists a key.
+//! - `/kvop?label=L&op=O&key=K`: one key-value operation for conformance
+//!   tests: `set` (the body is the value), `get` (200 with the value, or 404),
+//!   `delete`, `exists` (`true`/`false`), `keys` (sorted, one per line).
+//!   Keys are percent-decoded. Failures answer 500 with the error.
 //! - `/headers`: answers with the request's headers, one `name: value` a line.
 //! - `/env`: answers with the environment the guest sees, one `K=V` a line.
 //! - `/fs`: tries to read `/etc/hostname` and says what happened.
@@ -29,6 +33,31 @@ mod component {
         query
             .split('&')
             .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// `%XX` escapes decoded; anything malformed is kept as it is.
+    fn percent_decode(text: &str) -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes[i],
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                }
+                (byte, _, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     fn number(query: &str, name: &str, default: u64) -> u64 {
@@ -130,6 +159,59 @@ mod component {
                 let value = store.get("chaos").await;
                 let keys = store.get_keys().await.collect().await;
                 reply(StatusCode::OK, format!("get: {value:?} keys: {keys:?}"))
+            }
+            "kvop" => {
+                let label = param(&query, "label").unwrap_or("default").to_owned();
+                let op = param(&query, "op").unwrap_or("").to_owned();
+                let key = percent_decode(param(&query, "key").unwrap_or(""));
+                let store = match spin_sdk::key_value::Store::open(&label).await {
+                    Ok(store) => store,
+                    Err(error) => return reply(StatusCode::FORBIDDEN, format!("open: {error:?}")),
+                };
+                let failed = |error: spin_sdk::key_value::Error| {
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{op}: {error:?}"),
+                    )
+                };
+                match op.as_str() {
+                    "set" => {
+                        let value = match request.into_body().bytes().await {
+                            Ok(value) => value,
+                            Err(error) => {
+                                return reply(StatusCode::BAD_REQUEST, format!("body: {error:?}"));
+                            }
+                        };
+                        match store.set(&key, &value).await {
+                            Ok(()) => reply(StatusCode::OK, "set".into()),
+                            Err(error) => failed(error),
+                        }
+                    }
+                    "get" => match store.get(&key).await {
+                        Ok(Some(value)) => Ok(value.into_response()?),
+                        Ok(None) => reply(StatusCode::NOT_FOUND, "absent".into()),
+                        Err(error) => failed(error),
+                    },
+                    "delete" => match store.delete(&key).await {
+                        Ok(()) => reply(StatusCode::OK, "deleted".into()),
+                        Err(error) => failed(error),
+                    },
+                    "exists" => match store.exists(&key).await {
+                        Ok(exists) => reply(StatusCode::OK, exists.to_string()),
+                        Err(error) => failed(error),
+                    },
+                    "keys" => match store.get_keys().await.collect().await {
+                        Ok(mut keys) => {
+                            keys.sort();
+                            reply(
+                                StatusCode::OK,
+                                keys.iter().map(|k| format!("{k}\n")).collect(),
+                            )
+                        }
+                        Err(error) => failed(error),
+                    },
+                    _ => reply(StatusCode::BAD_REQUEST, format!("unknown op {op:?}")),
+                }
             }
             "headers" => {
                 let mut text = String::new();

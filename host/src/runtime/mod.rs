@@ -15,7 +15,7 @@ pub mod state;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,7 @@ impl WasiVersion {
 pub struct Runtime {
     /// Components, in the order the router refers to them.
     pub components: Vec<ComponentRuntime>,
+    stopping: Arc<AtomicBool>,
     _ticker: EpochTicker,
 }
 
@@ -106,12 +107,13 @@ impl Runtime {
         let engine = engine::engine(settings.max_instances, settings.max_instance_memory)?;
         let linker = linker(&engine)?;
         let settings = Arc::new(settings);
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut usage = Vec::new();
         let mut cpu = Vec::new();
         let mut runtimes = Vec::new();
         for component in components {
             let (runtime, memory, wasm_time) = ComponentRuntime::new(
-                &engine, &linker, component, &settings, stores, cache_dir, logs, metrics,
+                &engine, &linker, component, &settings, &stopping, stores, cache_dir, logs, metrics,
             )
             .with_context(|| format!("component `{}`", component.id))?;
             usage.push((runtime.id.clone(), memory));
@@ -122,8 +124,16 @@ impl Runtime {
         metrics.observe_wasm_time(cpu);
         Ok(Runtime {
             components: runtimes,
+            stopping,
             _ticker: EpochTicker::start(engine)?,
         })
+    }
+
+    /// A flag to raise once no more requests will come: instances cut short
+    /// by the shutdown after that are retired quietly, not reported as
+    /// failures.
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 }
 
@@ -149,6 +159,7 @@ impl ComponentRuntime {
         linker: &Linker<HostState>,
         component: &Component,
         settings: &Arc<Settings>,
+        stopping: &Arc<AtomicBool>,
         stores: &Stores,
         cache_dir: &Path,
         logs: &LogSink,
@@ -178,6 +189,7 @@ impl ComponentRuntime {
         let shared = Arc::new(ComponentShared {
             id: id.clone(),
             settings: settings.clone(),
+            stopping: stopping.clone(),
             // WASIp2 instances cannot be reused.
             max_reuse: if wasi == WasiVersion::P3 {
                 settings.max_reuse
@@ -228,6 +240,7 @@ impl ComponentRuntime {
 struct ComponentShared {
     id: Arc<str>,
     settings: Arc<Settings>,
+    stopping: Arc<AtomicBool>,
     max_reuse: usize,
     environment: Vec<(String, String)>,
     outbound: Arc<[crate::outbound::OutboundRule]>,
@@ -431,6 +444,8 @@ impl WorkerState for Worker {
         self.component.report_wasm_time(store.data_mut());
         let outcome = match result {
             Ok(()) => Outcome::Retired,
+            // Idle instances cancelled by the shutdown.
+            Err(_) if self.component.stopping.load(Ordering::Relaxed) => Outcome::Retired,
             Err(error) => {
                 let kind = match error.downcast_ref::<wasmtime::Trap>() {
                     Some(_) if self.instance.memory_refusals.load(Ordering::Relaxed) > 0 => {

@@ -2,6 +2,8 @@
 //! over real HTTP. One test binary, as wasmtime does it.
 
 mod api;
+mod hardening;
 mod host;
+mod k8s;
 mod observability;
 mod support;

@@ -1,0 +1,776 @@
+//! Surviving bad guests, bad clients, overload, shutdown and a shared Redis:
+//! each against the real host, real components and real servers.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, Redis, agent, get, raw_exchange, raw_status, send,
+    start,
+};
+
+// ---------------------------------------------------------------- key-value
+
+const CONFORMANCE_MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "kv-conformance"
+[[trigger.http]]
+route = "/chaos/..."
+component = "chaos"
+[component.chaos]
+source = "{chaos}"
+key_value_stores = ["conformance", "other"]
+"#;
+
+fn kvop(host: &Host, label: &str, op: &str, key: &str, value: Option<&str>) -> (u16, String) {
+    let key: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let method = if value.is_some() { "PUT" } else { "GET" };
+    let reply = send(
+        &agent(),
+        method,
+        &host.url(&format!("/chaos/kvop?label={label}&op={op}&key={key}")),
+        value,
+    );
+    (reply.status, reply.body)
+}
+
+/// The key-value behaviour every backend must show, through a real guest.
+fn key_value_conformance(host: &Host) {
+    let store = "conformance";
+    assert_eq!(
+        kvop(host, store, "keys", "", None),
+        (200, String::new()),
+        "starts empty"
+    );
+    assert_eq!(kvop(host, store, "get", "a", None).0, 404);
+    assert_eq!(
+        kvop(host, store, "exists", "a", None),
+        (200, "false".into())
+    );
+    assert_eq!(kvop(host, store, "set", "a", Some("one")).0, 200);
+    assert_eq!(kvop(host, store, "get", "a", None), (200, "one".into()));
+    assert_eq!(kvop(host, store, "exists", "a", None), (200, "true".into()));
+    assert_eq!(
+        kvop(host, store, "set", "a", Some("two")).0,
+        200,
+        "overwrite"
+    );
+    assert_eq!(kvop(host, store, "get", "a", None), (200, "two".into()));
+    assert_eq!(kvop(host, store, "set", "empty", Some("")).0, 200);
+    assert_eq!(
+        kvop(host, store, "get", "empty", None),
+        (200, String::new()),
+        "an empty value is a value"
+    );
+    let unicode = "héros/ü 🦀:*?[x]";
+    assert_eq!(kvop(host, store, "set", unicode, Some("crab")).0, 200);
+    assert_eq!(
+        kvop(host, store, "get", unicode, None),
+        (200, "crab".into())
+    );
+    let large = "v".repeat(300 * 1024);
+    assert_eq!(kvop(host, store, "set", "large", Some(&large)).0, 200);
+    assert_eq!(kvop(host, store, "get", "large", None).1.len(), large.len());
+    for i in 0..50 {
+        assert_eq!(
+            kvop(host, store, "set", &format!("k{i:02}"), Some("x")).0,
+            200
+        );
+    }
+    let (status, keys) = kvop(host, store, "keys", "", None);
+    assert_eq!(status, 200);
+    let mut expected: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    expected.extend(["a".into(), "empty".into(), "large".into(), unicode.into()]);
+    expected.sort();
+    assert_eq!(keys.lines().collect::<Vec<_>>(), expected);
+    // Labels are separate stores, even on one backend.
+    assert_eq!(kvop(host, "other", "set", "a", Some("elsewhere")).0, 200);
+    assert_eq!(kvop(host, store, "get", "a", None), (200, "two".into()));
+    assert_eq!(kvop(host, "other", "keys", "", None), (200, "a\n".into()));
+    assert_eq!(kvop(host, store, "delete", "a", None).0, 200);
+    assert_eq!(
+        kvop(host, store, "delete", "a", None).0,
+        200,
+        "deleting an absent key is fine"
+    );
+    assert_eq!(kvop(host, store, "get", "a", None).0, 404);
+    assert_eq!(
+        kvop(host, "other", "get", "a", None),
+        (200, "elsewhere".into())
+    );
+    let (status, error) = kvop(host, "unlisted", "get", "a", None);
+    assert_eq!((status, error.as_str()), (403, "open: Error::NoSuchStore"));
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let app = AppDir::new(CONFORMANCE_MANIFEST);
+    let config = app.write(
+        "runtime-config.toml",
+        "[key_value_store.conformance]\ntype = \"spin\"\npath = \"kv.db\"\n[key_value_store.other]\ntype = \"spin\"\npath = \"kv.db\"\n",
+    );
+    let host = start(&app, &["--runtime-config-file", config.to_str().unwrap()]);
+    key_value_conformance(&host);
+}
+
+#[test]
+fn redis_store_conforms() {
+    let redis = Redis::start();
+    let app = AppDir::new(CONFORMANCE_MANIFEST);
+    let url = redis.url();
+    let config = app.write(
+        "runtime-config.toml",
+        &format!("[key_value_store.conformance]\ntype = \"redis\"\nurl = \"{url}\"\n[key_value_store.other]\ntype = \"redis\"\nurl = \"{url}\"\n"),
+    );
+    let host = start(&app, &["--runtime-config-file", config.to_str().unwrap()]);
+    key_value_conformance(&host);
+}
+
+fn redis_config(app: &AppDir, redis: &Redis) -> String {
+    let path = app.write(
+        "runtime-config.toml",
+        &format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    );
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn two_hosts_on_one_redis_share_heroes() {
+    let redis = Redis::start();
+    let (app_a, app_b) = (AppDir::registry(), AppDir::registry());
+    let host_a = start(
+        &app_a,
+        &["--runtime-config-file", &redis_config(&app_a, &redis)],
+    );
+    let host_b = start(
+        &app_b,
+        &["--runtime-config-file", &redis_config(&app_b, &redis)],
+    );
+    let agent = agent();
+    let created = send(
+        &agent,
+        "POST",
+        &host_a.url("/heroes"),
+        Some(r#"{"name":"Shared","power":"replication"}"#),
+    );
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let seen = send(&agent, "GET", &host_b.url(&format!("/heroes/{id}")), None);
+    assert_eq!(
+        (seen.status, seen.json()["name"].clone()),
+        (200, json!("Shared"))
+    );
+    assert_eq!(
+        send(
+            &agent,
+            "DELETE",
+            &host_b.url(&format!("/heroes/{id}")),
+            None
+        )
+        .status,
+        204
+    );
+    assert_eq!(
+        send(&agent, "GET", &host_a.url(&format!("/heroes/{id}")), None).status,
+        404
+    );
+}
+
+fn metric_sum(host: &Host, prefix: &str, filter: &str) -> f64 {
+    get(&host.admin_url("/metrics"))
+        .body
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(filter))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn a_redis_outage_gives_5xx_and_clear_logs_then_recovers_with_nothing_lost() {
+    let mut redis = Redis::start();
+    let app = AppDir::registry();
+    let host = start(
+        &app,
+        &["--runtime-config-file", &redis_config(&app, &redis)],
+    );
+    let agent = agent();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let reply = send(
+                &agent,
+                "POST",
+                &host.url("/heroes"),
+                Some(&format!(r#"{{"name":"before {i}","power":"p"}}"#)),
+            );
+            assert_eq!(reply.status, 201);
+            reply.json()["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(get(&host.admin_url("/readyz")).status, 200);
+
+    redis.stop();
+    let failed = send(
+        &agent,
+        "POST",
+        &host.url("/heroes"),
+        Some(r#"{"name":"during","power":"p"}"#),
+    );
+    assert_eq!(
+        (failed.status, failed.json()),
+        (500, json!({"detail": "Internal Server Error"}))
+    );
+    assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 500);
+    let ready = get(&host.admin_url("/readyz"));
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("key-value store `default` unreachable"),
+        "{}",
+        ready.body
+    );
+    let lines = host.wait_for_lines("the failure lines", |lines| {
+        lines
+            .iter()
+            .any(|l| l["message"] == "key-value operation failed")
+            && lines
+                .iter()
+                .any(|l| l["target"] == "hero_host::request" && l["status"] == 500)
+    });
+    let warning = lines
+        .iter()
+        .find(|l| l["message"] == "key-value operation failed")
+        .unwrap();
+    assert_eq!(
+        (
+            warning["level"].as_str(),
+            warning["backend"].as_str(),
+            warning["store"].as_str()
+        ),
+        (Some("warn"), Some("redis"), Some("default"))
+    );
+    let invocation = lines
+        .iter()
+        .find(|l| l["target"] == "hero_host::request" && l["status"] == 500)
+        .unwrap();
+    assert_eq!(invocation["level"], "error");
+    let error = invocation["error"]
+        .as_str()
+        .expect("the invocation line says why");
+    assert!(
+        error.contains("key-value") && error.contains("redis"),
+        "{error}"
+    );
+    assert!(
+        metric_sum(
+            &host,
+            "key_value_operation_duration_seconds_count",
+            r#"outcome="error""#
+        ) > 0.0
+    );
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let reply = send(
+            &agent,
+            "POST",
+            &host.url("/heroes"),
+            Some(r#"{"name":"after","power":"p"}"#),
+        );
+        if reply.status == 201 {
+            break reply.json()["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover: {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for id in ids.iter().chain([&after]) {
+        assert_eq!(
+            send(&agent, "GET", &host.url(&format!("/heroes/{id}")), None).status,
+            200,
+            "{id} lost"
+        );
+    }
+    assert_eq!(get(&host.admin_url("/readyz")).status, 200);
+}
+
+#[test]
+fn starts_not_ready_while_redis_is_down() {
+    let mut redis = Redis::start();
+    redis.stop();
+    let app = AppDir::registry();
+    let host = start(
+        &app,
+        &["--runtime-config-file", &redis_config(&app, &redis)],
+    );
+    assert_eq!(get(&host.admin_url("/readyz")).status, 503);
+    assert_eq!(
+        get(&host.admin_url("/healthz")).status,
+        200,
+        "alive all the same"
+    );
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&host.admin_url("/readyz")).status != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        send(&agent(), "GET", &host.url("/heroes"), None).status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------- guests
+
+#[test]
+fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = Arc::new(start(&app, &["--request-timeout", "1s"]));
+    let start_line = Arc::new(Barrier::new(501));
+    let looping = {
+        let host = host.clone();
+        let start_line = start_line.clone();
+        std::thread::spawn(move || {
+            start_line.wait();
+            let started = Instant::now();
+            let reply = send(&agent(), "GET", &host.url("/chaos/loop"), None);
+            (reply, started.elapsed())
+        })
+    };
+    let healthy: Vec<_> = (0..500)
+        .map(|_| {
+            let host = host.clone();
+            let start_line = start_line.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                start_line.wait();
+                send(&agent, "GET", &host.url("/"), None).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = healthy.into_iter().map(|t| t.join().unwrap()).collect();
+    let (reply, took) = looping.join().unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "healthy requests failed: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (reply.status, reply.json()),
+        (504, json!({"detail": "Gateway Timeout"}))
+    );
+    assert!(
+        took < Duration::from_millis(1100),
+        "504 after {took:?}, beyond the 1 s timeout + 100 ms"
+    );
+    let lines = host.wait_for_lines("the timeout line", |lines| {
+        lines
+            .iter()
+            .any(|l| l["target"] == "hero_host::request" && l["status"] == 504)
+    });
+    let line = lines.iter().find(|l| l["status"] == 504).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("--request-timeout"),
+        "{line}"
+    );
+    assert_eq!(
+        metric_sum(
+            &host,
+            "wasm_guest_traps_total",
+            r#"wasm_trap_kind="timeout""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &host,
+            "http_server_request_duration_seconds_count",
+            r#"error_type="timeout""#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_sleeping_guest_past_its_deadline_gets_504() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &["--request-timeout", "500ms"]);
+    let started = Instant::now();
+    let reply = send(&agent(), "GET", &host.url("/chaos/sleep?ms=5000"), None);
+    assert_eq!(reply.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the guest's own 5 s sleep was not awaited"
+    );
+    assert_eq!(
+        send(&agent(), "GET", &host.url("/chaos/hello"), None).status,
+        200
+    );
+}
+
+#[test]
+fn a_trap_is_a_500_and_the_next_request_succeeds() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &[]);
+    let agent = agent();
+    let trapped = send(&agent, "GET", &host.url("/chaos/trap"), None);
+    assert_eq!(
+        (trapped.status, trapped.json()),
+        (500, json!({"detail": "Internal Server Error"}))
+    );
+    assert_eq!(trapped.header("content-type"), Some("application/json"));
+    assert_eq!(
+        send(&agent, "GET", &host.url("/chaos/hello"), None).status,
+        200
+    );
+    let lines = host.wait_for_lines("the trap lines", |lines| {
+        lines
+            .iter()
+            .any(|l| l["source"] == "guest" && l["stream"] == "stderr")
+            && lines.iter().any(|l| l["path"] == "/chaos/trap")
+    });
+    let invocation = lines.iter().find(|l| l["path"] == "/chaos/trap").unwrap();
+    assert!(
+        invocation["error"]
+            .as_str()
+            .unwrap()
+            .contains("guest trapped (unreachable)"),
+        "{invocation}"
+    );
+    let stderr: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["source"] == "guest" && l["stream"] == "stderr")
+        .collect();
+    assert!(
+        stderr
+            .iter()
+            .all(|l| l["request_id"] == invocation["request_id"]),
+        "the panic message belongs to its request"
+    );
+    assert!(
+        stderr.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("chaos asked to trap")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn going_over_the_memory_limit_is_a_500_named_out_of_memory() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &["--max-instance-memory", "32MiB"]);
+    assert_eq!(get(&host.url("/chaos/alloc?mb=8")).status, 200);
+    assert_eq!(get(&host.url("/chaos/alloc?mb=64")).status, 500);
+    assert_eq!(
+        get(&host.url("/chaos/alloc?mb=8")).status,
+        200,
+        "a fresh instance serves the next request"
+    );
+    assert_eq!(
+        metric_sum(
+            &host,
+            "wasm_guest_traps_total",
+            r#"wasm_trap_kind="out_of_memory""#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn ten_thousand_traps_leave_memory_where_it_was() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = Arc::new(start(&app, &[]));
+    let trap = |host: &Arc<Host>, count: usize| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let host = host.clone();
+                std::thread::spawn(move || {
+                    let agent = agent();
+                    for _ in 0..count / 4 {
+                        assert_eq!(
+                            send(&agent, "GET", &host.url("/chaos/trap"), None).status,
+                            500
+                        );
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    };
+    // Warm up: pool slots, allocator arenas, the log queue.
+    trap(&host, 400);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = host.rss_kb();
+    trap(&host, 10_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = host.rss_kb();
+    assert_eq!(get(&host.url("/chaos/hello")).status, 200);
+    assert!(
+        after as f64 <= before as f64 * 1.10,
+        "RSS grew from {before} kB to {after} kB after 10,000 traps"
+    );
+}
+
+// ---------------------------------------------------------------- clients
+
+#[test]
+fn a_two_mebibyte_body_is_refused_before_the_guest_runs() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &[]);
+    let body = "x".repeat(2 << 20);
+    let reply = send(&agent(), "POST", &host.url("/chaos/echo"), Some(&body));
+    assert_eq!(
+        (reply.status, reply.json()),
+        (413, json!({"detail": "Request body too large"}))
+    );
+    let lines = host.wait_for_lines("the 413 line", |lines| {
+        lines.iter().any(|l| l["status"] == 413)
+    });
+    let line = lines.iter().find(|l| l["status"] == 413).unwrap();
+    assert_eq!(line["instance_reused"], Value::Null, "no guest ran");
+    assert_eq!(
+        metric_sum(&host, "wasm_invocations_total", ""),
+        0.0,
+        "no guest ran"
+    );
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_is_a_413() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &["--max-request-body-size", "256KiB"]);
+    let mut stream = TcpStream::connect(host.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /chaos/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "y".repeat(64 * 1024));
+    for _ in 0..8 {
+        if stream.write_all(chunk.as_bytes()).is_err() {
+            break; // the host may answer and close before the body ends
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    assert_eq!(
+        raw_status(&response),
+        413,
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+}
+
+#[test]
+fn too_many_headers_get_431_and_a_long_uri_414() {
+    let app = AppDir::registry();
+    let host = start(&app, &[]);
+    let mut request = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..200 {
+        request.push_str(&format!("X-Header-{i}: {i}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    assert_eq!(
+        raw_status(&raw_exchange(
+            host.addr,
+            request.as_bytes(),
+            Duration::from_secs(5)
+        )),
+        431
+    );
+    let long = format!("/heroes?team={}", "a".repeat(9 * 1024));
+    assert_eq!(get(&host.url(&long)).status, 414);
+    assert_eq!(get(&host.url("/")).status, 200);
+}
+
+#[test]
+fn slow_clients_are_cut_off_while_healthy_clients_see_no_errors() {
+    let app = AppDir::registry();
+    let host = Arc::new(start(&app, &["--header-read-timeout", "2s"]));
+    let mut slow: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut stream = TcpStream::connect(host.addr).unwrap();
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+    let healthy_failures = Arc::new(AtomicUsize::new(0));
+    let healthy: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            let failures = healthy_failures.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                for _ in 0..100 {
+                    if send(&agent, "GET", &host.url("/"), None).status != 200 {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    // Trickle a byte every second per connection until the host closes it.
+    let started = Instant::now();
+    let mut open = slow.len();
+    while open > 0 && started.elapsed() < Duration::from_secs(15) {
+        open = 0;
+        for stream in &mut slow {
+            let mut byte = [0u8; 1];
+            let closed = match stream.read(&mut byte) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stream.write_all(b"X").is_err()
+                }
+                Err(_) => true,
+            };
+            if !closed {
+                open += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    for thread in healthy {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        open,
+        0,
+        "{open} slow connections still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed before the header timeout"
+    );
+    assert_eq!(healthy_failures.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = Arc::new(start(&app, &["--max-concurrent-requests", "4"]));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let status = send(&agent(), "GET", &host.url("/chaos/sleep?ms=3000"), None).status;
+                finished.fetch_add(1, Ordering::SeqCst);
+                status
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(&host, "http_server_active_requests", "") < 4.0 {
+        assert!(Instant::now() < deadline, "the sleepers never got in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = send(&agent(), "GET", &host.url("/"), None);
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the refusal came while the limit was full, without waiting"
+    );
+    assert_eq!(
+        (refused.status, refused.header("retry-after")),
+        (503, Some("1"))
+    );
+    for sleeper in sleepers {
+        assert_eq!(sleeper.join().unwrap(), 200);
+    }
+    assert_eq!(
+        get(&host.url("/")).status,
+        200,
+        "served again once below the limit"
+    );
+}
+
+#[test]
+fn sigterm_under_load_drains_every_request_and_exits_zero() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let mut host = start(&app, &["--shutdown-grace", "20s"]);
+    let url = host.url("/chaos/sleep?ms=2000");
+    let admin = host.admin_url("/readyz");
+    let finished = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            let url = url.clone();
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let reply = send(&agent(), "GET", &url, None);
+                finished.fetch_add(1, Ordering::SeqCst);
+                reply.status
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric_sum(&host, "http_server_active_requests", "") < 200.0 {
+        assert!(
+            Instant::now() < deadline,
+            "not all 200 requests got in flight"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(&admin).status, 200);
+    host.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&admin).status != 503 {
+        assert!(Instant::now() < deadline, "readiness did not flip");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "readiness flipped before any in-flight request ended"
+    );
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    let status = host.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    let lines = host.json_lines();
+    assert_eq!(
+        lines.iter().filter(|l| l["path"] == "/chaos/sleep").count(),
+        200,
+        "every request logged before exit"
+    );
+    assert_eq!(lines.last().unwrap()["message"], "stopped");
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let app = AppDir::registry();
+    let mut host = start(&app, &[]);
+    assert_eq!(get(&host.url("/")).status, 200);
+    host.signal("INT");
+    assert_eq!(host.wait(Duration::from_secs(10)).code(), Some(0));
+}
