@@ -11,15 +11,13 @@
 //! itself (annotation filter, port rewrite, namespace/pod/app labels) is
 //! what this test exercises.
 
-use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, agent, send, start};
+use crate::support::{
+    AppDir, Host, Prometheus, REGISTRY_AND_CHAOS_MANIFEST, agent, sample_value, send, start,
+};
 
 const NAMESPACE: &str = "hero-registry";
 const POD: &str = "hero-registry-6b9c8d7f5-x2x7q";
@@ -32,38 +30,12 @@ fn monitoring_file(name: &str) -> PathBuf {
     k8s_dir().join("components/monitoring").join(name)
 }
 
-/// The `prometheus` server binary (Debian package `prometheus`).
-fn prometheus_binary() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("prometheus"))
-        .find(|path| path.is_file());
-    found.unwrap_or_else(|| {
-        panic!(
-            "/usr/bin/prometheus is missing: the k8s tests run the dashboard and alert \
-             queries in a real Prometheus. Install it with `apt-get install prometheus` \
-             (.ci/run does)"
-        )
-    })
-}
-
-/// A Prometheus server running the shipped `kubernetes-pods` job and rule
-/// file, killed when dropped.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts Prometheus with the shipped scrape config, scraping every
-    /// second, with `targets` as the pods Kubernetes discovery would list.
-    fn start(targets: &Value) -> Self {
-        let binary = prometheus_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let targets_file = dir.path().join("targets.json");
+/// Prometheus running the shipped `kubernetes-pods` job and rule file,
+/// scraping every second, with `targets` as the pods Kubernetes discovery
+/// would list.
+fn start_shipped_prometheus(targets: &Value) -> Prometheus {
+    Prometheus::with_config(|dir| {
+        let targets_file = dir.join("targets.json");
         std::fs::write(
             &targets_file,
             serde_json::to_string_pretty(targets).unwrap(),
@@ -72,7 +44,7 @@ impl Prometheus {
         let shipped =
             std::fs::read_to_string(monitoring_file("prometheus/prometheus.yml")).unwrap();
         let rules = monitoring_file("rules/hero-registry.rules.yml");
-        let config = [
+        [
             (
                 "  scrape_interval: 15s\n",
                 "  scrape_interval: 1s\n".to_owned(),
@@ -106,110 +78,17 @@ impl Prometheus {
                  update k8s.rs to the new layout"
             );
             text.replace(from, &to)
-        });
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Prometheus { child, addr, dir };
-        prometheus.wait("ready", || {
-            agent()
-                .get(format!("http://{addr}/-/ready"))
-                .call()
-                .is_ok_and(|r| r.status() == 200)
-        });
-        prometheus
-    }
-
-    /// Prometheus's own log, for failure messages.
-    fn log(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(self.dir.path().join("prometheus.log")) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
-    }
-
-    /// GET of an API path; the `data` of a successful answer, or the error.
-    fn api(&self, path: &str, query: Option<&str>) -> Result<Value, String> {
-        let agent = agent();
-        let mut request = agent.get(format!("http://{}{path}", self.addr));
-        if let Some(query) = query {
-            request = request.query("query", query);
-        }
-        let response = request.call().map_err(|e| e.to_string())?;
-        let text = response
-            .into_body()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        let body: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        if body["status"] != "success" {
-            return Err(format!("{}: {}", body["errorType"], body["error"]));
-        }
-        Ok(body["data"].clone())
-    }
-
-    /// An instant query's result vector (or scalar), or the error.
-    fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
-        let data = self.api("/api/v1/query", Some(promql))?;
-        Ok(match &data["result"] {
-            Value::Array(samples) => samples.clone(),
-            other => vec![other.clone()],
         })
-    }
-
-    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for Prometheus: {what}\nprometheus log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// How many times the hero-host target has been scraped in the last minute.
-    fn scrapes(&self) -> usize {
-        self.query(r#"count_over_time(up{app="hero-registry"}[1m])"#)
-            .ok()
-            .and_then(|r| r.first().map(sample_value))
-            .unwrap_or(0.0) as usize
-    }
+    })
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sample_value(sample: &Value) -> f64 {
-    sample["value"][1]
-        .as_str()
-        .or_else(|| sample[1].as_str())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+/// How many times the hero-host target has been scraped in the last minute.
+fn scrapes(prometheus: &Prometheus) -> usize {
+    prometheus
+        .query(r#"count_over_time(up{app="hero-registry"}[1m])"#)
+        .ok()
+        .and_then(|r| r.first().map(sample_value))
+        .unwrap_or(0.0) as usize
 }
 
 /// What a pod of the Deployment looks like to Kubernetes discovery: one
@@ -301,11 +180,11 @@ fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
     // Traffic before the first scrape creates the series; traffic after a
     // few scrapes makes rates and increases non-zero.
     traffic(&host);
-    let prometheus = Prometheus::start(&discovered_pods(&host));
-    prometheus.wait("two scrapes of hero-host", || prometheus.scrapes() >= 2);
+    let prometheus = start_shipped_prometheus(&discovered_pods(&host));
+    prometheus.wait("two scrapes of hero-host", || scrapes(&prometheus) >= 2);
     traffic(&host);
-    let scraped = prometheus.scrapes();
-    prometheus.wait("two more scrapes", || prometheus.scrapes() >= scraped + 2);
+    let scraped = scrapes(&prometheus);
+    prometheus.wait("two more scrapes", || scrapes(&prometheus) >= scraped + 2);
 
     // The kubernetes-pods job: one target, the annotated admin port, the
     // labels the dashboard and rules select on.

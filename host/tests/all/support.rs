@@ -480,94 +480,111 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A real Prometheus server scraping targets every second.
+/// A real Prometheus server, killed when dropped.
 pub struct Prometheus {
     child: Child,
     /// Its HTTP address.
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
     /// Starts Prometheus scraping `/metrics` of `targets` every second, and
     /// waits until it is ready.
     pub fn start(targets: &[SocketAddr]) -> Self {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        Self::with_config(|_| {
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hero-host\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            )
+        })
+    }
+
+    /// Starts Prometheus with the configuration `config` returns; it is given
+    /// Prometheus's own directory, for files the configuration refers to.
+    pub fn with_config(config: impl FnOnce(&Path) -> String) -> Self {
         let binary = tool("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hero-host\n    metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config(dir.path())).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(binary)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
+            .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start prometheus");
-        let prometheus = Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        };
+        let prometheus = Prometheus { child, addr, dir };
         let agent = agent();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while send_quietly(&agent, &format!("http://{addr}/-/ready")) != Some(200) {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        prometheus.wait("ready", || {
+            send_quietly(&agent, &format!("http://{addr}/-/ready")) == Some(200)
+        });
         prometheus
     }
 
-    /// Runs an instant query; returns `data.result`, or the error text.
-    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
-        let response = agent()
-            .get(format!("http://{}/api/v1/query", self.addr))
-            .query("query", promql)
-            .call()
+    /// Prometheus's own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// GET of an API path; the `data` of a successful answer, or the error.
+    pub fn api(&self, path: &str, query: Option<&str>) -> Result<Value, String> {
+        let agent = agent();
+        let mut request = agent.get(format!("http://{}{path}", self.addr));
+        if let Some(query) = query {
+            request = request.query("query", query);
+        }
+        let response = request.call().map_err(|e| e.to_string())?;
+        let text = response
+            .into_body()
+            .read_to_string()
             .map_err(|e| e.to_string())?;
-        let body: Value = serde_json::from_str(
-            &response
-                .into_body()
-                .read_to_string()
-                .map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
+        let body: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
         if body["status"] != "success" {
             return Err(format!("{}: {}", body["errorType"], body["error"]));
         }
-        Ok(body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        Ok(body["data"].clone())
     }
 
-    /// Polls `promql` until `done` accepts the result, or panics.
-    pub fn wait_for(&self, promql: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let result = self
-                .query(promql)
-                .unwrap_or_else(|e| panic!("{promql}: {e}"));
-            if done(&result) {
-                return result;
-            }
+    /// An instant query's result vector (a scalar as one element), or the error.
+    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+        let data = self.api("/api/v1/query", Some(promql))?;
+        Ok(match &data["result"] {
+            Value::Array(samples) => samples.clone(),
+            other => vec![other.clone()],
+        })
+    }
+
+    /// Waits up to a minute for `done`, or panics with Prometheus's log.
+    pub fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting on {promql}; last result: {result:?}"
+                "timed out waiting for Prometheus: {what}\nprometheus log:\n{}",
+                self.log()
             );
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Polls `promql` until `done` accepts the result, then returns it.
+    pub fn wait_for(&self, promql: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut last = Vec::new();
+        self.wait(promql, || {
+            last = self
+                .query(promql)
+                .unwrap_or_else(|e| panic!("{promql}: {e}"));
+            done(&last)
+        });
+        last
     }
 }
 
