@@ -27,9 +27,9 @@ pub enum Command {
     Build(BuildArgs),
 }
 
-/// Flags of `hero-host build`.
+/// The manifest flag both subcommands take.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub struct ManifestArg {
     /// The application manifest, or a directory holding `spin.toml`.
     #[arg(
         short = 'f',
@@ -38,22 +38,24 @@ pub struct BuildArgs {
         env = "HERO_HOST_FROM",
         default_value = "spin.toml"
     )]
-    pub manifest: PathBuf,
+    pub path: PathBuf,
+}
+
+/// Flags of `hero-host build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The application.
+    #[command(flatten)]
+    pub manifest: ManifestArg,
 }
 
 /// Flags of `hero-host up`.
 #[derive(Debug, Args)]
 #[command(after_long_help = UP_AFTER_HELP)]
 pub struct UpArgs {
-    /// The application manifest, or a directory holding `spin.toml`.
-    #[arg(
-        short = 'f',
-        long = "from",
-        visible_alias = "file",
-        env = "HERO_HOST_FROM",
-        default_value = "spin.toml"
-    )]
-    pub manifest: PathBuf,
+    /// The application.
+    #[command(flatten)]
+    pub manifest: ManifestArg,
 
     /// Run the components' build commands before serving.
     #[arg(long, env = "HERO_HOST_BUILD")]

@@ -70,7 +70,7 @@ fn build(args: &BuildArgs) -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let built = Manifest::load(&args.manifest)
+    let built = Manifest::load(&args.manifest.path)
         .map_err(|error| (64, error))
         .and_then(|manifest| builder::build(&manifest).map_err(|error| (1, error)));
     match built {

@@ -57,7 +57,7 @@ fn config(error: anyhow::Error) -> Failure {
 
 /// Runs `hero-host up` to completion.
 pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Result<(), Failure> {
-    let manifest = Manifest::load(&args.manifest).map_err(config)?;
+    let manifest = Manifest::load(&args.manifest.path).map_err(config)?;
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::load(path).map_err(config)?,
         None => RuntimeConfig::default(),
