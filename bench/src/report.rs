@@ -594,9 +594,7 @@ impl Results {
         }
 
         let errors: Vec<&Row> = self.rows.iter().filter(|r| r.errors() > 0).collect();
-        if !errors.is_empty() || !self.notes.is_empty() || !self.stderr.is_empty() {
-            let _ = writeln!(out, "\nnotes");
-        }
+        let _ = writeln!(out, "\nnotes");
         for row in errors {
             let _ = writeln!(
                 out,
@@ -612,8 +610,16 @@ impl Results {
             let _ = writeln!(out, "  {note}");
         }
         for (key, text) in &self.stderr {
-            let last: Vec<&str> = text.lines().rev().take(3).collect();
-            let _ = writeln!(out, "  {key} stderr (last lines): {:?}", last);
+            let alarming: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    ["error", "panic", "warn"].iter().any(|w| l.contains(w))
+                })
+                .collect();
+            if !alarming.is_empty() {
+                let _ = writeln!(out, "  {key} stderr: {alarming:?}");
+            }
         }
         out
     }

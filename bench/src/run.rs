@@ -120,6 +120,17 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// A short name, for narrow columns.
+    pub fn short(self) -> &'static str {
+        match self {
+            Scenario::GetHero => "GET /heroes/{id}",
+            Scenario::List => "GET /heroes?limit",
+            Scenario::Root => "GET /",
+            Scenario::PostHero => "POST /heroes",
+            Scenario::Hello => "GET / (hello)",
+        }
+    }
+
     /// The heading in the table.
     pub fn title(self, seed_count: usize) -> String {
         match self {
@@ -323,8 +334,11 @@ fn contenders(
             "--state-dir".into(),
             state_dir.display().to_string(),
         ];
+        let mut env = Vec::new();
         if !telemetry {
-            host_args.extend(["--metrics".into(), "off".into()]);
+            // Through the environment: `--metrics` takes no value (a clap
+            // bool flag), while `HERO_HOST_METRICS=off` is honoured.
+            env.push(("HERO_HOST_METRICS".to_owned(), "off".to_owned()));
             if log_off {
                 host_args.extend(["--log-format".into(), "off".into()]);
             }
@@ -337,7 +351,7 @@ fn contenders(
             launch: Launch {
                 program: args.hero_host.clone(),
                 args: host_args,
-                env: Vec::new(),
+                env,
                 stdout: stdout(key),
                 stderr: stderr(key),
                 listen,
@@ -461,7 +475,8 @@ fn contenders(
 }
 
 /// `wasmtime serve` flags for a spin-sdk 7 WASIp3 component: it imports
-/// WASIp2 `cli` (stdout, environment) and WASIp3 `http`.
+/// WASIp2 `cli` (stdout, environment) and WASIp3 `http` (`-Sp3` also turns on
+/// the component-model async features).
 pub fn wasmtime_serve_args(addr: SocketAddr, wasm: &Path) -> Vec<String> {
     vec![
         "serve".into(),
@@ -469,7 +484,6 @@ pub fn wasmtime_serve_args(addr: SocketAddr, wasm: &Path) -> Vec<String> {
         addr.to_string(),
         "-Scli".into(),
         "-Sp3".into(),
-        "-Wcomponent-model-async".into(),
         wasm.display().to_string(),
     ]
 }
@@ -581,7 +595,7 @@ impl Runner<'_> {
                 results.scrapes.push(ScrapeRow {
                     contender: contender.key.into(),
                     label: contender.label.clone(),
-                    scenario: scenario.title(self.args.seed_count),
+                    scenario: scenario.short().into(),
                     scrape,
                     load_rps: load.rps,
                     load_p99_ms: load.latency.p99_ms,
