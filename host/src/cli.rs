@@ -169,7 +169,7 @@ pub struct UpArgs {
     pub log_level: String,
 
     /// Record metrics. Off only to measure what instrumentation costs.
-    #[arg(long, env = "HERO_HOST_METRICS", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, env = "HERO_HOST_METRICS", default_value = "on", value_name = "on|off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub metrics: bool,
 
     /// `service.name` of the OpenTelemetry resource (`target_info`).
@@ -309,6 +309,20 @@ mod tests {
         assert_eq!(up.max_instance_concurrent_reuse_count.get(), 1);
         assert_eq!(up.log_format, LogFormat::Json);
         assert!(up.metrics);
+    }
+
+    #[test]
+    fn metrics_take_on_or_off() {
+        let up = |args: &[&str]| match Cli::try_parse_from([&["hero-host", "up"], args].concat())
+            .unwrap()
+            .command
+        {
+            Command::Up(up) => up,
+            Command::Build(_) => unreachable!(),
+        };
+        assert!(!up(&["--metrics", "off"]).metrics);
+        assert!(up(&["--metrics", "on"]).metrics);
+        assert!(Cli::try_parse_from(["hero-host", "up", "--metrics", "maybe"]).is_err());
     }
 
     #[test]

@@ -49,7 +49,12 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
         .lossy(true)
         .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("hero-host-log")
-        .finish(std::io::stdout());
+        // The writer thread flushes whenever its queue runs empty, so a batch
+        // of lines costs one write instead of one per line, and no line waits.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let dropped = writer.error_counter();
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
