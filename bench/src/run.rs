@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::load::{LoadReport, SeedReport};
-use crate::report::{self, LogRow, Machine, Results, Row, ScrapeRow, StartRow};
+use crate::report::{self, CrossCheck, LogRow, Machine, Results, Row, ScrapeRow, StartRow};
 use crate::server::{self, Launch, Server};
 
 /// Body of every `POST /heroes`; `{n}` is a counter, so names differ.
@@ -91,6 +91,12 @@ pub struct RunArgs {
     /// fastapi, hello-hero-host, hello-hero-host-off, hello-wasmtime, hello-hyper).
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
+    /// Cross-check `GET /` of hello contenders with `wrk -t1` (same
+    /// connections, same cores), when `wrk` is installed: `ceiling` (the bare
+    /// hyper row only, where one load-generator core may be the limit), `hello`
+    /// (every hello row) or `off`.
+    #[arg(long, env = "BENCH_WRK", default_value = "ceiling", value_parser = ["ceiling", "hello", "off"])]
+    wrk: String,
     /// First port; contender i listens on base + 10·i (admin on the next).
     #[arg(long, env = "BENCH_PORT_BASE", default_value = "38080")]
     port_base: u16,
@@ -572,6 +578,29 @@ impl Runner<'_> {
                 mib(peak),
                 mib(end),
             ));
+            let wrk = match self.args.wrk.as_str() {
+                "hello" => scenario == Scenario::Hello,
+                "ceiling" => contender.key == "hello-hyper",
+                _ => false,
+            };
+            if wrk {
+                match self.wrk(server.listen) {
+                    Ok(check) => {
+                        eprintln!(
+                            "   cross-check, {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+                            check.tool, check.rps, check.p50_ms, check.p99_ms
+                        );
+                        results.cross_checks.push(CrossCheck {
+                            contender: contender.key.into(),
+                            label: contender.label.clone(),
+                            ..check
+                        });
+                    }
+                    Err(error) => results
+                        .notes
+                        .push(format!("wrk cross-check failed: {error:#}")),
+                }
+            }
             // The scrape runs beside the GET /heroes/{id} load, once the store
             // is seeded, before POST grows it.
             if let (Some(metrics), Scenario::GetHero | Scenario::Hello) =
@@ -730,6 +759,41 @@ impl Runner<'_> {
         Ok((serde_json::from_slice(&output.stdout)?, peak, end))
     }
 
+    /// `wrk -t1` on the load generator's core, same connections and duration
+    /// (the server is already warm).
+    fn wrk(&self, addr: SocketAddr) -> anyhow::Result<CrossCheck> {
+        let tool = format!("wrk -t1 -c{}", self.args.concurrency);
+        let output = Command::new("taskset")
+            .arg("-c")
+            .arg(&self.args.client_cpu)
+            .arg("wrk")
+            .arg("-t1")
+            .arg(format!("-c{}", self.args.concurrency))
+            .arg(format!("-d{}s", self.args.duration.as_secs().max(1)))
+            .arg("--latency")
+            .arg(format!("http://{addr}/"))
+            .output()
+            .context("running wrk")?;
+        if !output.status.success() {
+            bail!("wrk failed ({})", output.status);
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .map(str::trim)
+                .with_context(|| format!("no {prefix:?} in wrk's output"))
+        };
+        Ok(CrossCheck {
+            contender: String::new(),
+            label: String::new(),
+            tool,
+            rps: field("Requests/sec:")?.parse()?,
+            p50_ms: wrk_ms(field("50%")?)?,
+            p99_ms: wrk_ms(field("99%")?)?,
+        })
+    }
+
     /// A command running this binary on the load generator's core.
     fn client(&self, args: &[String]) -> Command {
         let mut command = Command::new("taskset");
@@ -742,10 +806,47 @@ impl Runner<'_> {
     }
 }
 
+/// A wrk latency (`126.00us`, `2.35ms`, `1.02s`) in milliseconds.
+fn wrk_ms(text: &str) -> anyhow::Result<f64> {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .with_context(|| format!("no unit in {text:?}"))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => number / 1e3,
+        "ms" => number,
+        "s" => number * 1e3,
+        "m" => number * 60e3,
+        _ => bail!("unknown unit in {text:?}"),
+    })
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_latencies_become_milliseconds() {
+        assert_eq!(wrk_ms("126.00us").unwrap(), 0.126);
+        assert_eq!(wrk_ms("2.35ms").unwrap(), 2.35);
+        assert_eq!(wrk_ms("1.50s").unwrap(), 1500.0);
+        assert!(wrk_ms("12").is_err());
+    }
+
+    #[test]
+    fn manifest_points_at_the_wasm_with_its_routes() {
+        let text = manifest("hello", Path::new("/abs/hello.wasm"), &["/..."], false);
+        assert!(text.contains("route = \"/...\"\ncomponent = \"hello\""));
+        assert!(text.contains("source = \"/abs/hello.wasm\""));
+        assert!(!text.contains("key_value_stores"));
+    }
 }
