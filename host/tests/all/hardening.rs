@@ -337,6 +337,7 @@ fn starts_not_ready_while_redis_is_down() {
 
 #[test]
 fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = Arc::new(start(&app, &["--request-timeout", "1s"]));
     let start_line = Arc::new(Barrier::new(501));
@@ -410,6 +411,7 @@ fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
 
 #[test]
 fn a_sleeping_guest_past_its_deadline_gets_504() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = start(&app, &["--request-timeout", "500ms"]);
     let started = Instant::now();
@@ -496,6 +498,7 @@ fn going_over_the_memory_limit_is_a_500_named_out_of_memory() {
 
 #[test]
 fn ten_thousand_traps_leave_memory_where_it_was() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = Arc::new(start(&app, &[]));
     let trap = |host: &Arc<Host>, count: usize| {
@@ -607,6 +610,7 @@ fn too_many_headers_get_431_and_a_long_uri_414() {
 
 #[test]
 fn slow_clients_are_cut_off_while_healthy_clients_see_no_errors() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
     let host = Arc::new(start(&app, &["--header-read-timeout", "2s"]));
     let mut slow: Vec<TcpStream> = (0..1000)
@@ -672,6 +676,7 @@ fn slow_clients_are_cut_off_while_healthy_clients_see_no_errors() {
 
 #[test]
 fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = Arc::new(start(&app, &["--max-concurrent-requests", "4"]));
     let finished = Arc::new(AtomicUsize::new(0));
@@ -713,6 +718,7 @@ fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
 
 #[test]
 fn sigterm_under_load_drains_every_request_and_exits_zero() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let mut host = start(&app, &["--shutdown-grace", "20s"]);
     let url = host.url("/chaos/sleep?ms=2000");

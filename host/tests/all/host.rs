@@ -400,6 +400,7 @@ fn caches_compiled_components_across_starts() {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
     let mut host = start(&app, &[]);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));

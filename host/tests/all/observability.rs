@@ -213,6 +213,7 @@ fn mixed_request(agent: &ureq::Agent, host: &Host, i: usize) -> u16 {
 
 #[test]
 fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = std::sync::Arc::new(start(&app, &[]));
     let before = host.invocations().len();
@@ -382,6 +383,7 @@ fn hostile_bytes_in_paths_and_headers_still_give_one_valid_line_each() {
 
 #[test]
 fn unmatched_paths_add_no_series() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
     let host = std::sync::Arc::new(start(&app, &[]));
     let count = |host: &Host| series(&metrics_text(host)).len();
@@ -427,6 +429,7 @@ fn fastrand_like(seed: usize) -> u64 {
 
 #[test]
 fn guest_lines_are_attributed_merged_and_capped() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = std::sync::Arc::new(start(&app, &[]));
     let threads: Vec<_> = (0..8)
@@ -527,6 +530,7 @@ fn guest_lines_are_attributed_merged_and_capped() {
 
 #[test]
 fn a_stalled_stdout_drops_and_counts_lines_without_stalling_requests() {
+    let _heavy = crate::support::exclusive();
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = start(&app, &[]);
     host.pause_stdout(true);

@@ -699,3 +699,13 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// Held by tests that load the machine heavily or measure time, so that no
+/// two of them run at once on a small machine (light tests still run beside
+/// them).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
