@@ -16,7 +16,8 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode, header};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
@@ -217,31 +218,63 @@ impl Connection {
     }
 }
 
-/// Builds the `n`-th request of a spec.
-fn request(
-    method: &Method,
-    addr: SocketAddr,
-    path: &str,
-    body: Option<&str>,
-    id: Option<&str>,
-    n: u64,
-) -> Request<Full<Bytes>> {
-    let path = match id {
-        Some(id) => path.replace("{id}", id),
-        None => path.to_owned(),
-    };
-    let builder = Request::builder()
-        .method(method.clone())
-        .uri(path)
-        .header(header::HOST, addr.to_string())
-        .header(header::USER_AGENT, "hero-bench");
-    let request = match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.replace("{n}", &n.to_string())))),
-        None => builder.body(Full::new(Bytes::new())),
-    };
-    request.expect("method, path and headers come from the command line and are valid")
+/// What every request of a run shares, prepared once so that building the
+/// next request costs little next to a 100k req/s server.
+#[derive(Debug, Clone)]
+struct Template {
+    method: Method,
+    path: String,
+    /// The parsed path, when it has no `{id}`.
+    uri: Option<Uri>,
+    host: HeaderValue,
+    body: Option<String>,
+    /// The body, when it has no `{n}`.
+    fixed_body: Option<Bytes>,
+}
+
+impl Template {
+    fn new(method: &Method, addr: SocketAddr, path: &str, body: Option<&str>) -> Self {
+        Template {
+            method: method.clone(),
+            path: path.to_owned(),
+            uri: (!path.contains("{id}"))
+                .then(|| path.parse().ok())
+                .flatten(),
+            host: HeaderValue::try_from(addr.to_string())
+                .expect("a socket address is a valid header value"),
+            body: body.map(str::to_owned),
+            fixed_body: body
+                .filter(|b| !b.contains("{n}"))
+                .map(|b| Bytes::copy_from_slice(b.as_bytes())),
+        }
+    }
+
+    /// The `n`-th request, with `id` in place of `{id}`.
+    fn build(&self, id: Option<&str>, n: u64) -> Request<Full<Bytes>> {
+        let uri = match (&self.uri, id) {
+            (Some(uri), _) => uri.clone(),
+            (None, Some(id)) => self.path.replace("{id}", id).parse().expect("a valid path"),
+            (None, None) => self.path.parse().expect("a valid path"),
+        };
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, self.host.clone());
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("hero-bench"));
+        if let Some(body) = &self.body {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            let bytes = match &self.fixed_body {
+                Some(fixed) => fixed.clone(),
+                None => Bytes::from(body.replace("{n}", &n.to_string())),
+            };
+            *request.body_mut() = Full::new(bytes);
+        }
+        request
+    }
 }
 
 /// Runs the load described by `spec` and reports what it measured.
@@ -249,6 +282,12 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
     if spec.path.contains("{id}") && spec.ids.is_empty() {
         bail!("the path has {{id}} but no ids were given");
     }
+    let template = Arc::new(Template::new(
+        &spec.method,
+        spec.addr,
+        &spec.path,
+        spec.body.as_deref(),
+    ));
     let spec = Arc::new(spec);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -257,6 +296,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
     let mut workers = Vec::with_capacity(spec.concurrency);
     for worker in 0..spec.concurrency {
         let spec = Arc::clone(&spec);
+        let template = Arc::clone(&template);
         let stop = Arc::clone(&stop);
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -267,14 +307,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
                 n += 1;
                 let id =
                     (!spec.ids.is_empty()).then(|| spec.ids[n as usize % spec.ids.len()].as_str());
-                let request = request(
-                    &spec.method,
-                    spec.addr,
-                    &spec.path,
-                    spec.body.as_deref(),
-                    id,
-                    n,
-                );
+                let request = template.build(id, n);
                 let sent = Instant::now();
                 let outcome =
                     tokio::time::timeout(REQUEST_TIMEOUT, connection.exchange(request)).await;
@@ -346,11 +379,12 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
 /// Scrapes `spec.count` times, one after the other.
 async fn scraper(spec: ScrapeSpec) -> ScrapeReport {
     let mut connection = Connection::new(spec.addr);
+    let template = Template::new(&Method::GET, spec.addr, &spec.path, None);
     let mut samples = Vec::with_capacity(spec.count);
     let mut errors = 0;
     let mut body_bytes = 0;
     for _ in 0..spec.count {
-        let request = request(&Method::GET, spec.addr, &spec.path, None, None, 0);
+        let request = template.build(None, 0);
         let sent = Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, connection.exchange(request)).await {
             Ok(Ok((status, body))) if status.is_success() => {
@@ -393,7 +427,7 @@ pub async fn seed(
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
         let next = Arc::clone(&next);
-        let body = body.to_owned();
+        let template = Template::new(&Method::POST, addr, "/heroes", Some(body));
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::new(addr);
             let mut ids = Vec::new();
@@ -403,7 +437,7 @@ pub async fn seed(
                 if n >= count as u64 {
                     break;
                 }
-                let request = request(&Method::POST, addr, "/heroes", Some(&body), None, n);
+                let request = template.build(None, n);
                 let created = match connection.exchange(request).await {
                     Ok((StatusCode::CREATED, body)) => {
                         serde_json::from_slice::<serde_json::Value>(&body)
@@ -479,16 +513,29 @@ mod tests {
     #[test]
     fn request_substitutes_id_and_counter() {
         let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let request = request(
+        let template = Template::new(
             &Method::POST,
             addr,
             "/heroes/{id}",
             Some(r#"{"name":"Hero {n}"}"#),
-            Some("01ABC"),
-            7,
         );
+        let request = template.build(Some("01ABC"), 7);
         assert_eq!(request.uri(), "/heroes/01ABC");
         assert_eq!(request.headers()[header::HOST], "127.0.0.1:1");
         assert_eq!(request.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(request.method(), Method::POST);
+        let body = futures_body(request);
+        assert_eq!(body, r#"{"name":"Hero 7"}"#);
+    }
+
+    fn futures_body(request: Request<Full<Bytes>>) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime
+            .block_on(request.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 }

@@ -260,6 +260,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     results.machine.loadavg_after = report::loadavg();
+    let busy = |loadavg: &str| {
+        loadavg
+            .split_whitespace()
+            .next()
+            .and_then(|one| one.parse::<f64>().ok())
+            .is_some_and(|one| one > 0.5)
+    };
+    if busy(&results.machine.loadavg_before) || busy(&results.machine.loadavg_after) {
+        results.notes.push(
+            "the machine was busy with other work (1-minute load average above 0.5 before or \
+             after the run): figures are noisy, compare ratios within this run only"
+                .into(),
+        );
+    }
     results.finish();
     let table = results.render();
     println!("{table}");
