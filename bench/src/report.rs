@@ -452,7 +452,7 @@ impl Results {
         let _ = writeln!(out, "hero-bench {}  (code: {})", self.stamp, self.revision);
         let _ = writeln!(
             out,
-            "machine: {} × {}, {} MiB, Linux {}; load average before {} / after {}",
+            "machine: {} × {}, {} MiB, Linux {}; load average before {} / after {} (the run's own)",
             m.cpus, m.cpu_model, m.memory_mib, m.kernel, m.loadavg_before, m.loadavg_after
         );
         let _ = writeln!(
