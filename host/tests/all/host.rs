@@ -461,3 +461,84 @@ fn acknowledged_writes_survive_sigkill() {
         acknowledged.len()
     );
 }
+
+#[test]
+fn seeds_the_default_store_with_key_value_flags() {
+    let app = AppDir::new(MIXED_MANIFEST);
+    let host = start(
+        &app,
+        &[
+            "--key-value",
+            "greeting=hello=there",
+            "--key-value",
+            "empty=",
+        ],
+    );
+    let seeded = get(&host.url("/api/deep/kvop?label=default&op=get&key=greeting"));
+    assert_eq!((seeded.status, seeded.body.as_str()), (200, "hello=there"));
+    let empty = get(&host.url("/api/deep/kvop?label=default&op=get&key=empty"));
+    assert_eq!((empty.status, empty.body.as_str()), (200, ""));
+}
+
+#[test]
+fn a_reuse_count_of_one_gives_every_request_a_fresh_instance() {
+    let app = AppDir::registry();
+    let host = start(&app, &["--max-instance-reuse-count", "1"]);
+    for _ in 0..5 {
+        assert_eq!(get(&host.url("/")).status, 200);
+    }
+    let lines = host.wait_for_lines("five invocation lines", |lines| {
+        lines
+            .iter()
+            .filter(|l| l["target"] == "hero_host::request")
+            .count()
+            == 5
+    });
+    let reused: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "hero_host::request")
+        .map(|l| l["instance_reused"].clone())
+        .collect();
+    assert_eq!(reused, vec![json!(false); 5]);
+}
+
+#[test]
+fn build_runs_each_components_build_command_and_reports_failures() {
+    let app = AppDir::new(
+        "spin_manifest_version = 2\n[application]\nname = \"b\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"one\"\n\
+         [component.one]\nsource = \"one.wasm\"\n[component.one.build]\ncommand = [\"echo first > built.txt\", \"echo second >> built.txt\"]\n",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hero-host"))
+        .args(["build", "-f"])
+        .arg(app.path("spin.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.path("built.txt")).unwrap(),
+        "first\nsecond\n"
+    );
+
+    let failing = AppDir::new(
+        "spin_manifest_version = 2\n[application]\nname = \"b\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"one\"\n\
+         [component.one]\nsource = \"one.wasm\"\n[component.one.build]\ncommand = \"exit 3\"\n",
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hero-host"))
+        .args(["build", "-f"])
+        .arg(failing.path("spin.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the build command of component `one` failed"),
+        "{stderr}"
+    );
+    // `up --build` stops on the same failure, before serving.
+    let (status, _, stderr) = run_to_exit(&failing, &["--build"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+}
