@@ -202,26 +202,26 @@ impl App {
             }
             _ => None,
         };
+        // The epoch callback sets the flag before the instance's outcome is
+        // recorded, so either says the guest ran out of time.
         let timed_out = instance
             .as_ref()
-            .is_some_and(|i| i.timed_out.load(Ordering::Relaxed));
+            .is_some_and(|i| i.timed_out.load(Ordering::Relaxed))
+            || matches!(
+                outcome,
+                Some(Outcome::Trapped {
+                    kind: "timeout",
+                    ..
+                })
+            );
+        if timed_out {
+            record.fail(
+                "timeout",
+                "the guest ran past --request-timeout and was interrupted".into(),
+            );
+            return Reply::error(StatusCode::GATEWAY_TIMEOUT);
+        }
         match outcome {
-            Some(Outcome::Trapped {
-                kind: "timeout", ..
-            }) => {
-                record.fail(
-                    "timeout",
-                    "the guest ran past --request-timeout and was interrupted".into(),
-                );
-                Reply::error(StatusCode::GATEWAY_TIMEOUT)
-            }
-            _ if timed_out => {
-                record.fail(
-                    "timeout",
-                    "the guest ran past --request-timeout and was interrupted".into(),
-                );
-                Reply::error(StatusCode::GATEWAY_TIMEOUT)
-            }
             Some(Outcome::Trapped { kind, detail }) => {
                 record.fail("trap", format!("guest trapped ({kind}): {detail}"));
                 Reply::error(StatusCode::INTERNAL_SERVER_ERROR)
