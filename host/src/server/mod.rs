@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod linger;
 pub mod proxy;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use self::linger::LingeringStream;
 use self::proxy::App;
 use crate::telemetry::logs::Invocation;
 use crate::telemetry::metrics::RequestRecord;
@@ -75,7 +77,8 @@ pub async fn serve_public(
         let served = app.clone();
         let service =
             hyper::service::service_fn(move |request| served.clone().serve(client, request));
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful
+            .watch(builder.serve_connection(TokioIo::new(LingeringStream::new(stream)), service));
         let app = app.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
