@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 }
 
 fn up(args: UpArgs) -> ExitCode {
-    let (logs, guard, dropped) = match telemetry::logs::init(args.log_format, &args.log_level) {
+    let (logs, guard) = match telemetry::logs::init(args.log_format, &args.log_level) {
         Ok(installed) => installed,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -47,7 +47,7 @@ fn up(args: UpArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(up::run(args, logs, dropped));
+    let result = runtime.block_on(up::run(args, logs));
     // Requests are done; instances still idling for reuse need not be waited for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     let code = match result {

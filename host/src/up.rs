@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, anyhow};
 use tokio::net::TcpListener;
-use tracing_appender::non_blocking::ErrorCounter;
 
 use crate::cli::UpArgs;
 use crate::kv::Stores;
@@ -56,7 +55,7 @@ fn config(error: anyhow::Error) -> Failure {
 }
 
 /// Runs `hero-host up` to completion.
-pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Result<(), Failure> {
+pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
     let manifest = Manifest::load(&args.manifest.path).map_err(config)?;
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::load(path).map_err(config)?,
@@ -112,10 +111,11 @@ pub async fn run(args: UpArgs, logs: LogSink, dropped_lines: ErrorCounter) -> Re
         instance_id: args.service_instance_id.clone().unwrap_or_else(host_name),
     };
     let metrics = Arc::new(Metrics::new(&identity, args.metrics).map_err(Failure::Other)?);
+    let counted = logs.clone();
     metrics.observe_counter(
         "hero_host.log.dropped_lines",
         "Log lines dropped because stdout could not keep up.",
-        move || dropped_lines.dropped_lines() as u64,
+        move || counted.dropped_lines(),
     );
 
     let settings = Settings {

@@ -68,6 +68,40 @@ impl JsonLine {
         self.str_capped(key, value, usize::MAX);
     }
 
+    /// Adds a string field made of `parts` joined by spaces, cut like
+    /// [`JsonLine::str_capped`].
+    pub fn str_joined(&mut self, key: &str, parts: &[&str], max: usize) {
+        if self.room() < key.len() + 8 {
+            self.truncated = true;
+            return;
+        }
+        self.key(key);
+        let budget = max.min(self.room().saturating_sub(SMALL_FIELDS_RESERVE));
+        self.buf.push(b'"');
+        let start = self.buf.len();
+        let limit = text_limit(budget);
+        for (i, part) in parts.iter().enumerate() {
+            let cut = (i > 0 && escape_text(&mut self.buf, " ", start, limit))
+                || escape_text(&mut self.buf, part, start, limit);
+            if cut {
+                self.truncated = true;
+                break;
+            }
+        }
+        self.buf.push(b'"');
+    }
+
+    /// Adds a string field from a `Display` value whose text never needs
+    /// escaping (numbers, socket addresses).
+    pub fn display_plain(&mut self, key: &str, value: &impl std::fmt::Display) {
+        if !self.fits_small(key) {
+            return;
+        }
+        self.key(key);
+        use std::io::Write;
+        let _ = write!(self.buf, "\"{value}\"");
+    }
+
     /// Adds bytes that should be text: invalid UTF-8 becomes U+FFFD.
     pub fn bytes_capped(&mut self, key: &str, value: &[u8], max: usize) {
         self.str_capped(key, &String::from_utf8_lossy(value), max);
@@ -138,33 +172,75 @@ impl JsonLine {
 fn escape_into(buf: &mut Vec<u8>, value: &str, budget: usize) -> bool {
     buf.push(b'"');
     let start = buf.len();
-    let limit = budget.saturating_sub(2 + ELLIPSIS.len());
-    let mut cut = false;
-    let mut utf8 = [0u8; 4];
-    for c in value.chars() {
-        let before = buf.len();
-        match c {
-            '"' => buf.extend_from_slice(b"\\\""),
-            '\\' => buf.extend_from_slice(b"\\\\"),
-            '\n' => buf.extend_from_slice(b"\\n"),
-            '\r' => buf.extend_from_slice(b"\\r"),
-            '\t' => buf.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let n = c as usize;
-                buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[n >> 4], HEX[n & 0xf]]);
-            }
-            c => buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
-        }
-        if buf.len() - start > limit {
-            buf.truncate(before);
-            buf.extend_from_slice(ELLIPSIS.as_bytes());
-            cut = true;
-            break;
-        }
-    }
+    let cut = escape_text(buf, value, start, text_limit(budget));
     buf.push(b'"');
     cut
+}
+
+/// Room for escaped text inside `budget`, keeping space for the quotes and
+/// the ellipsis.
+fn text_limit(budget: usize) -> usize {
+    budget.saturating_sub(2 + ELLIPSIS.len())
+}
+
+/// Whether a byte of UTF-8 text must be escaped in a JSON string (quotes,
+/// backslashes, control characters and DEL).
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7f
+}
+
+/// Appends `value` escaped, as long as the text written since `start` stays
+/// within `limit` bytes; when it would not, appends `…` and returns true.
+/// Runs of plain text are copied whole.
+fn escape_text(buf: &mut Vec<u8>, value: &str, start: usize, limit: usize) -> bool {
+    let bytes = value.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let plain = bytes[at..]
+            .iter()
+            .position(|b| needs_escape(*b))
+            .unwrap_or(bytes.len() - at);
+        let room = limit.saturating_sub(buf.len() - start);
+        if plain > room {
+            let mut end = at + room;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            buf.extend_from_slice(&bytes[at..end]);
+            buf.extend_from_slice(ELLIPSIS.as_bytes());
+            return true;
+        }
+        buf.extend_from_slice(&bytes[at..at + plain]);
+        at += plain;
+        let Some(&byte) = bytes.get(at) else { break };
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let unicode;
+        let escaped: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => {
+                unicode = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ];
+                &unicode
+            }
+        };
+        if buf.len() - start + escaped.len() > limit {
+            buf.extend_from_slice(ELLIPSIS.as_bytes());
+            return true;
+        }
+        buf.extend_from_slice(escaped);
+        at += 1;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -212,6 +288,37 @@ mod tests {
         let value = parse(&bytes);
         assert_eq!(value["path"], hostile);
         assert_eq!(value["user_agent"], "ok\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn joins_parts_with_spaces_and_writes_plain_values() {
+        let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+        line.str_joined("message", &["GET", "/a\"b", "200"], 100);
+        line.display_plain(
+            "client_addr",
+            &"[::1]:8080".parse::<std::net::SocketAddr>().unwrap(),
+        );
+        let value = parse(&line.finish());
+        assert_eq!(value["message"], "GET /a\"b 200");
+        assert_eq!(value["client_addr"], "[::1]:8080");
+    }
+
+    #[test]
+    fn every_cut_is_valid_json_and_a_prefix_of_the_value() {
+        let value = "aé\"b\u{1}c€d\\e\n𝄞f";
+        for max in 0..48 {
+            let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+            line.str_capped("v", value, max);
+            let parsed = parse(&line.finish());
+            let written = parsed["v"].as_str().unwrap();
+            match written.strip_suffix('…') {
+                Some(prefix) => {
+                    assert!(value.starts_with(prefix), "{max}: {written:?}");
+                    assert_eq!(parsed["truncated"], true);
+                }
+                None => assert_eq!(written, value, "{max}"),
+            }
+        }
     }
 
     #[test]

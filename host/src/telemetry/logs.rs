@@ -1,19 +1,20 @@
 //! Logs: one JSON object per line on stdout, and nothing else on stdout.
 //!
-//! Three kinds of line share one non-blocking writer, so they stay whole and
-//! in order: the invocation line (exactly one per request), guest output
-//! lines (`source: "guest"`), and the host's own events (`tracing`). A
-//! dedicated thread writes to stdout; when stdout is slower than the
-//! requests, lines queue up to a bound and then are dropped and counted
-//! (`hero_host_log_dropped_lines_total`), never blocking a request.
+//! Three kinds of line share one batching writer ([`LineWriter`]), so they
+//! stay whole and in order: the invocation line (exactly one per request),
+//! guest output lines (`source: "guest"`), and the host's own events
+//! (`tracing`). A dedicated thread writes to stdout; when stdout is slower
+//! than the requests, lines queue up to a bound and then are dropped and
+//! counted (`hero_host_log_dropped_lines_total`), never blocking a request.
+//! Lines are formatted into a per-thread buffer, so a request allocates
+//! nothing for its line.
 
+use std::cell::Cell;
 use std::fmt;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -22,10 +23,11 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::json_line::JsonLine;
+use super::line_writer::{LineWriter, LineWriterGuard};
 use crate::cli::LogFormat;
 
-/// Lines buffered between request threads and the stdout writer.
-const BUFFERED_LINES: usize = 64 * 1024;
+/// Bytes of lines buffered between requests and the stdout writer.
+const BUFFERED_BYTES: usize = 16 * 1024 * 1024;
 /// Cap of a request path in a log line, in escaped bytes.
 const PATH_MAX: usize = 2048;
 /// Cap of a user agent.
@@ -33,29 +35,25 @@ const USER_AGENT_MAX: usize = 512;
 /// Cap of a guest line's message.
 const GUEST_MESSAGE_MAX: usize = 8192;
 
+thread_local! {
+    /// The buffer this thread formats its lines in, kept between lines.
+    static LINE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// Where log lines go; cheap to clone.
 #[derive(Clone)]
 pub struct LogSink {
-    writer: NonBlocking,
+    writer: LineWriter,
     format: LogFormat,
 }
 
 /// Keeps the writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[expect(dead_code, reason = "held for its Drop")] WorkerGuard);
+pub struct LogGuard(#[expect(dead_code, reason = "held for its Drop")] LineWriterGuard);
 
 /// Installs the sink as stdout's only writer and as the `tracing` subscriber.
-pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuard, ErrorCounter)> {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("hero-host-log")
-        // The writer thread flushes whenever its queue runs empty, so a batch
-        // of lines costs one write instead of one per line, and no line waits.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
-    let dropped = writer.error_counter();
+pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuard)> {
+    let (writer, guard) = LineWriter::start(std::io::stdout(), BUFFERED_BYTES)
+        .map_err(|e| anyhow::anyhow!("starting the log writer thread: {e}"))?;
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
@@ -76,7 +74,7 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
             .try_init(),
     }
     .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
-    Ok((LogSink { writer, format }, LogGuard(guard), dropped))
+    Ok((LogSink { writer, format }, LogGuard(guard)))
 }
 
 /// What the invocation line says about one request.
@@ -127,8 +125,27 @@ pub fn level_of(status: u16) -> &'static str {
 
 impl LogSink {
     fn write(&self, line: &[u8]) {
-        // One write is one queued line; a full queue drops it and counts.
-        let _ = self.writer.clone().write(line);
+        self.writer.push(line);
+    }
+
+    /// Formats a JSON line in this thread's buffer and queues it.
+    fn write_json(
+        &self,
+        at: SystemTime,
+        level: &str,
+        target: &str,
+        fill: impl FnOnce(&mut JsonLine),
+    ) {
+        let mut line = JsonLine::start(LINE_BUFFER.take(), at, level, target);
+        fill(&mut line);
+        let bytes = line.finish();
+        self.write(&bytes);
+        LINE_BUFFER.set(bytes);
+    }
+
+    /// Lines dropped because stdout could not keep up.
+    pub fn dropped_lines(&self) -> u64 {
+        self.writer.dropped_lines()
     }
 
     /// Writes the invocation line of one request.
@@ -157,39 +174,38 @@ impl LogSink {
             self.write(line.as_bytes());
             return;
         }
-        let mut line = JsonLine::start(Vec::with_capacity(768), now, level, "hero_host::request");
-        let mut message = String::with_capacity(16 + inv.path.len().min(PATH_MAX));
-        message.push_str(inv.method);
-        message.push(' ');
-        message.push_str(&inv.path[..floor_char_boundary(inv.path, PATH_MAX)]);
-        message.push(' ');
-        message.push_str(itoa::Buffer::new().format(inv.status));
-        line.str_capped("message", &message, PATH_MAX + 32);
-        line.str("request_id", inv.request_id);
-        line.str("trace_id", inv.trace_id);
-        line.str("span_id", inv.span_id);
-        line.str("component", inv.component.unwrap_or(""));
-        line.str("route", inv.route.unwrap_or(""));
-        line.str_capped("method", inv.method, 64);
-        line.str_capped("path", inv.path, PATH_MAX);
-        line.u64("status", u64::from(inv.status));
-        line.f64_3("duration_ms", inv.duration.as_secs_f64() * 1000.0);
-        line.u64("request_bytes", inv.request_bytes);
-        line.u64("response_bytes", inv.response_bytes);
-        line.str("client_addr", &inv.client_addr.to_string());
-        line.bytes_capped(
-            "user_agent",
-            inv.user_agent.unwrap_or_default(),
-            USER_AGENT_MAX,
-        );
-        match inv.instance_reused {
-            Some(reused) => line.bool("instance_reused", reused),
-            None => line.raw("instance_reused", b"null"),
-        }
-        if let Some(error) = inv.error {
-            line.str_capped("error", error, 1024);
-        }
-        self.write(&line.finish());
+        self.write_json(now, level, "hero_host::request", |line| {
+            let path = &inv.path[..floor_char_boundary(inv.path, PATH_MAX)];
+            let mut status = itoa::Buffer::new();
+            line.str_joined(
+                "message",
+                &[inv.method, path, status.format(inv.status)],
+                PATH_MAX + 32,
+            );
+            line.str("request_id", inv.request_id);
+            line.str("trace_id", inv.trace_id);
+            line.str("span_id", inv.span_id);
+            line.str("component", inv.component.unwrap_or(""));
+            line.str("route", inv.route.unwrap_or(""));
+            line.str_capped("method", inv.method, 64);
+            line.str_capped("path", inv.path, PATH_MAX);
+            line.u64("status", u64::from(inv.status));
+            line.f64_3("duration_ms", inv.duration.as_secs_f64() * 1000.0);
+            line.u64("request_bytes", inv.request_bytes);
+            line.u64("response_bytes", inv.response_bytes);
+            line.display_plain("client_addr", &inv.client_addr);
+            match inv.user_agent {
+                Some(agent) => line.bytes_capped("user_agent", agent, USER_AGENT_MAX),
+                None => line.str("user_agent", ""),
+            }
+            match inv.instance_reused {
+                Some(reused) => line.bool("instance_reused", reused),
+                None => line.raw("instance_reused", b"null"),
+            }
+            if let Some(error) = inv.error {
+                line.str_capped("error", error, 1024);
+            }
+        });
     }
 
     /// Writes one line the guest printed. A line that is a JSON object has
@@ -224,41 +240,41 @@ impl LogSink {
             self.write(line.as_bytes());
             return;
         }
-        let mut line = JsonLine::start(Vec::with_capacity(256 + text.len()), now, level, "guest");
-        match object.as_ref().and_then(|o| o.get("message")) {
-            Some(serde_json::Value::String(message)) => {
-                line.str_capped("message", message, GUEST_MESSAGE_MAX)
+        self.write_json(now, level, "guest", |line| {
+            match object.as_ref().and_then(|o| o.get("message")) {
+                Some(serde_json::Value::String(message)) => {
+                    line.str_capped("message", message, GUEST_MESSAGE_MAX)
+                }
+                Some(other) => line.str_capped("message", &other.to_string(), GUEST_MESSAGE_MAX),
+                None if object.is_some() => line.str("message", ""),
+                None => line.bytes_capped("message", text, GUEST_MESSAGE_MAX),
             }
-            Some(other) => line.str_capped("message", &other.to_string(), GUEST_MESSAGE_MAX),
-            None if object.is_some() => line.str("message", ""),
-            None => line.bytes_capped("message", text, GUEST_MESSAGE_MAX),
-        }
-        line.str("source", "guest");
-        line.str("stream", origin.stream);
-        line.str("component", origin.component);
-        match origin.request {
-            Some((request_id, trace_id)) => {
-                line.str("request_id", request_id);
-                line.str("trace_id", trace_id);
-            }
-            None => {
-                line.raw("request_id", b"null");
-                line.raw("trace_id", b"null");
-            }
-        }
-        if let Some(object) = object {
-            for (key, value) in object {
-                match key.as_str() {
-                    "message" => {}
-                    "level" if normalize_level(value.as_str().unwrap_or("")).is_some() => {}
-                    _ if RESERVED_FIELDS.contains(&key.as_str()) => {
-                        line.raw(&format!("guest_{key}"), value.to_string().as_bytes());
-                    }
-                    _ => line.raw(&key, value.to_string().as_bytes()),
+            line.str("source", "guest");
+            line.str("stream", origin.stream);
+            line.str("component", origin.component);
+            match origin.request {
+                Some((request_id, trace_id)) => {
+                    line.str("request_id", request_id);
+                    line.str("trace_id", trace_id);
+                }
+                None => {
+                    line.raw("request_id", b"null");
+                    line.raw("trace_id", b"null");
                 }
             }
-        }
-        self.write(&line.finish());
+            if let Some(object) = object {
+                for (key, value) in object {
+                    match key.as_str() {
+                        "message" => {}
+                        "level" if normalize_level(value.as_str().unwrap_or("")).is_some() => {}
+                        _ if RESERVED_FIELDS.contains(&key.as_str()) => {
+                            line.raw(&format!("guest_{key}"), value.to_string().as_bytes());
+                        }
+                        _ => line.raw(&key, value.to_string().as_bytes()),
+                    }
+                }
+            }
+        });
     }
 }
 

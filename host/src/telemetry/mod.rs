@@ -2,6 +2,7 @@
 //! (one JSON object per line on stdout).
 
 pub mod json_line;
+pub mod line_writer;
 pub mod logs;
 pub mod metrics;
 pub mod trace;
