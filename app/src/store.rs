@@ -28,15 +28,33 @@ pub trait KeyValue {
 }
 
 /// The Spin key-value store the component was granted.
-pub struct SpinStore(spin_sdk::key_value::Store);
+pub struct SpinStore(std::rc::Rc<spin_sdk::key_value::Store>);
+
+thread_local! {
+    /// The store opened by an earlier request on this instance: an instance
+    /// serves many requests, and opening is a host call each time.
+    static OPENED: std::cell::RefCell<Option<(String, std::rc::Rc<spin_sdk::key_value::Store>)>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 impl SpinStore {
-    /// Opens the store with this label (`default` for the registry).
+    /// Opens the store with this label (`default` for the registry), reusing
+    /// the handle this instance opened before. A failed open is not kept, so
+    /// the next request tries again.
     pub async fn open(label: &str) -> Result<Self, StoreError> {
-        spin_sdk::key_value::Store::open(label)
+        let cached = OPENED.with_borrow(|opened| match opened {
+            Some((opened_label, store)) if opened_label == label => Some(store.clone()),
+            _ => None,
+        });
+        if let Some(store) = cached {
+            return Ok(SpinStore(store));
+        }
+        let store = spin_sdk::key_value::Store::open(label)
             .await
-            .map(SpinStore)
-            .map_err(|e| StoreError(format!("opening key-value store {label:?}: {e:?}")))
+            .map(std::rc::Rc::new)
+            .map_err(|e| StoreError(format!("opening key-value store {label:?}: {e:?}")))?;
+        OPENED.with_borrow_mut(|opened| *opened = Some((label.to_owned(), store.clone())));
+        Ok(SpinStore(store))
     }
 }
 
