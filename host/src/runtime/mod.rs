@@ -35,6 +35,7 @@ use crate::kv::Stores;
 use crate::kv::host::{KeyValueCtx, KeyValueState};
 use crate::manifest::Component;
 use crate::telemetry::logs::LogSink;
+use crate::telemetry::metrics::InvocationCounts;
 use crate::telemetry::metrics::Metrics;
 
 /// How instances are run.
@@ -89,6 +90,8 @@ pub struct ComponentRuntime {
     pub wasi: WasiVersion,
     /// Whether its compiled code came from the cache.
     pub from_cache: bool,
+    /// Its invocation counts, for `wasm_invocations_total`.
+    pub invocations: Arc<InvocationCounts>,
     handler: ProxyHandler<ComponentHost>,
 }
 
@@ -209,6 +212,7 @@ impl ComponentRuntime {
             wasm_time_nanos: wasm_time.clone(),
             next_instance: AtomicU64::new(0),
         });
+        let invocations = metrics.invocation_counts(&id);
         let handler = ProxyHandler::new(ComponentHost {
             engine: engine.clone(),
             pre,
@@ -219,6 +223,7 @@ impl ComponentRuntime {
                 id,
                 wasi,
                 from_cache,
+                invocations,
                 handler,
             },
             memory,

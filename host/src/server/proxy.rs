@@ -102,6 +102,7 @@ impl App {
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             route: None,
             component: None,
+            component_index: None,
             status: StatusCode::OK,
             info: None,
             request_body: Arc::new(RequestBodyStats::default()),
@@ -144,6 +145,7 @@ impl App {
         let component = &self.runtime.components[found.entry.component];
         record.route = Some(found.entry.route.clone());
         record.component = Some(component.id.clone());
+        record.component_index = Some(found.entry.component);
         let announced = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -434,6 +436,8 @@ struct Record {
     user_agent: Option<HeaderValue>,
     route: Option<Arc<str>>,
     component: Option<Arc<str>>,
+    /// Its index in the runtime's components.
+    component_index: Option<usize>,
     status: StatusCode,
     info: Option<Arc<RequestInfo>>,
     request_body: Arc<RequestBodyStats>,
@@ -514,10 +518,11 @@ impl Record {
             request_bytes,
             response_bytes: sent,
         });
-        if let (Some(assignment), Some(info), Some(component)) =
-            (assignment, &self.info, &self.component)
+        if let (Some(assignment), Some(info), Some(index)) =
+            (assignment, &self.info, self.component_index)
         {
-            app.metrics.invoked(component, assignment.reused);
+            let counts = &app.runtime.components[index].invocations;
+            app.metrics.invoked(counts, assignment.reused);
             // Frees the instance for its next request.
             assignment.instance.finish(info);
         }

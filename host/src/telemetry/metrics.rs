@@ -2,15 +2,17 @@
 //! `opentelemetry-prometheus` from one `prometheus::Registry` that also holds
 //! the process collector. Every instrument is created here, once; the request
 //! path only records, with attribute values that are `&'static str` or
-//! shared `Arc<str>`.
+//! shared `Arc<str>`. Counts that need no histogram (requests in flight,
+//! invocations) are plain atomics read at scrape time by observable
+//! instruments, which keeps the SDK's attribute lookups off the request path.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
@@ -46,11 +48,11 @@ pub struct Metrics {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     request_duration: Histogram<f64>,
-    active_requests: UpDownCounter<i64>,
+    active_requests: Arc<ActiveRequests>,
     request_body_size: Histogram<u64>,
     response_body_size: Histogram<u64>,
     instantiation_duration: Histogram<f64>,
-    invocations: Counter<u64>,
+    invocations: Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>>,
     guest_traps: Counter<u64>,
     kv_duration: Histogram<f64>,
 }
@@ -73,6 +75,43 @@ pub struct RequestRecord<'a> {
     pub request_bytes: u64,
     /// Response body bytes written.
     pub response_bytes: u64,
+}
+
+/// The method labels [`normalize_method`] gives.
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// Requests in flight, by method; a series appears once its method is seen.
+#[derive(Default)]
+struct ActiveRequests {
+    count: [AtomicI64; METHODS.len()],
+    seen: [AtomicBool; METHODS.len()],
+}
+
+impl ActiveRequests {
+    fn slot(method: &str) -> usize {
+        METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len() - 1)
+    }
+
+    fn add(&self, method: &str, delta: i64) {
+        let slot = Self::slot(method);
+        self.count[slot].fetch_add(delta, Ordering::Relaxed);
+        if !self.seen[slot].load(Ordering::Relaxed) {
+            self.seen[slot].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Guest invocations of one component, by whether the instance was reused;
+/// from [`Metrics::invocation_counts`].
+#[derive(Default)]
+pub struct InvocationCounts {
+    fresh: AtomicU64,
+    reused: AtomicU64,
 }
 
 /// The `http_route` value when no route matched: one series for all
@@ -115,18 +154,60 @@ impl Metrics {
         provider: SdkMeterProvider,
         enabled: bool,
     ) -> Self {
+        let active_requests = Arc::new(ActiveRequests::default());
+        let active = active_requests.clone();
+        let _active = meter
+            .i64_observable_up_down_counter("http.server.active_requests")
+            .with_unit("{request}")
+            .with_description("Number of HTTP server requests in flight.")
+            .with_callback(move |observer| {
+                for (slot, method) in METHODS.iter().enumerate() {
+                    if active.seen[slot].load(Ordering::Relaxed) {
+                        observer.observe(
+                            active.count[slot].load(Ordering::Relaxed),
+                            &[
+                                KeyValue::new("http.request.method", *method),
+                                KeyValue::new("url.scheme", "http"),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        let invocations: Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>> = Arc::default();
+        let counted = invocations.clone();
+        let _invocations = meter
+            .u64_observable_counter("wasm.invocations")
+            .with_description(
+                "Guest invocations, by whether the instance was reused from an earlier request.",
+            )
+            .with_callback(move |observer| {
+                let components = counted.lock().unwrap_or_else(PoisonError::into_inner);
+                for (component, counts) in components.iter() {
+                    for (reused, count) in [(false, &counts.fresh), (true, &counts.reused)] {
+                        let count = count.load(Ordering::Relaxed);
+                        if count > 0 {
+                            observer.observe(
+                                count,
+                                &[
+                                    KeyValue::new("spin.component", component.clone()),
+                                    KeyValue::new("wasm.instance.reused", reused),
+                                ],
+                            );
+                        }
+                    }
+                }
+            })
+            .build();
         Metrics {
             enabled,
+            active_requests,
+            invocations,
             request_duration: meter
                 .f64_histogram("http.server.request.duration")
                 .with_unit("s")
                 .with_description("Duration of HTTP server requests, from the request head to the end of the response body.")
                 .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            active_requests: meter
-                .i64_up_down_counter("http.server.active_requests")
-                .with_unit("{request}")
-                .with_description("Number of HTTP server requests in flight.")
                 .build(),
             request_body_size: meter
                 .u64_histogram("http.server.request.body.size")
@@ -145,10 +226,6 @@ impl Metrics {
                 .with_unit("s")
                 .with_description("Time to instantiate a component from its pre-instance (the count is the number of instantiations).")
                 .with_boundaries(FAST_DURATION_BUCKETS.to_vec())
-                .build(),
-            invocations: meter
-                .u64_counter("wasm.invocations")
-                .with_description("Guest invocations, by whether the instance was reused from an earlier request.")
                 .build(),
             guest_traps: meter
                 .u64_counter("wasm.guest.traps")
@@ -178,13 +255,7 @@ impl Metrics {
     /// A request started; call [`Metrics::request_finished`] once for it.
     pub fn request_started(&self, method: &'static str) {
         if self.enabled {
-            self.active_requests.add(
-                1,
-                &[
-                    KeyValue::new("http.request.method", method),
-                    KeyValue::new("url.scheme", "http"),
-                ],
-            );
+            self.active_requests.add(method, 1);
         }
     }
 
@@ -193,13 +264,7 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        self.active_requests.add(
-            -1,
-            &[
-                KeyValue::new("http.request.method", record.method),
-                KeyValue::new("url.scheme", "http"),
-            ],
-        );
+        self.active_requests.add(record.method, -1);
         let route = record.route.map_or_else(
             || KeyValue::new("http.route", UNMATCHED_ROUTE),
             |r| KeyValue::new("http.route", r.clone()),
@@ -242,16 +307,26 @@ impl Metrics {
         }
     }
 
+    /// The invocation counts of `component`, registered for export; taken
+    /// once per component at set-up.
+    pub fn invocation_counts(&self, component: &Arc<str>) -> Arc<InvocationCounts> {
+        let counts = Arc::new(InvocationCounts::default());
+        self.invocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((component.clone(), counts.clone()));
+        counts
+    }
+
     /// A guest invocation ran, on a reused instance or a fresh one.
-    pub fn invoked(&self, component: &Arc<str>, reused: bool) {
+    pub fn invoked(&self, counts: &InvocationCounts, reused: bool) {
         if self.enabled {
-            self.invocations.add(
-                1,
-                &[
-                    KeyValue::new("spin.component", component.clone()),
-                    KeyValue::new("wasm.instance.reused", reused),
-                ],
-            );
+            let count = if reused {
+                &counts.reused
+            } else {
+                &counts.fresh
+            };
+            count.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -407,7 +482,7 @@ mod tests {
             response_bytes: 120,
         });
         m.instantiated(&component, Duration::from_micros(50));
-        m.invoked(&component, true);
+        m.invoked(&m.invocation_counts(&component), true);
         m.guest_trapped(&component, "timeout");
         m.observe_wasm_time(vec![(
             component.clone(),
@@ -447,6 +522,32 @@ mod tests {
     }
 
     #[test]
+    fn counts_requests_in_flight_and_invocations_by_reuse() {
+        let m = metrics();
+        let component: Arc<str> = "hero-registry".into();
+        let counts = m.invocation_counts(&component);
+        for _ in 0..3 {
+            m.request_started("GET");
+        }
+        m.request_started("POST");
+        m.invoked(&counts, false);
+        m.invoked(&counts, true);
+        m.invoked(&counts, true);
+        let text = text(&m);
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("{start} missing from:\n{text}"))
+                .to_owned()
+        };
+        assert!(line(r#"http_server_active_requests{http_request_method="GET""#).ends_with(" 3"));
+        assert!(line(r#"http_server_active_requests{http_request_method="POST""#).ends_with(" 1"));
+        assert!(!text.contains(r#"http_server_active_requests{http_request_method="PUT""#));
+        assert!(line(r#"wasm_invocations_total{spin_component="hero-registry",wasm_instance_reused="false""#).ends_with(" 1"));
+        assert!(line(r#"wasm_invocations_total{spin_component="hero-registry",wasm_instance_reused="true""#).ends_with(" 2"));
+    }
+
+    #[test]
     fn unmatched_routes_share_one_series() {
         let m = metrics();
         for _ in 0..3 {
@@ -480,7 +581,10 @@ mod tests {
         };
         let m = Metrics::new(&identity, false).unwrap();
         m.request_started("GET");
-        assert!(!text(&m).contains("http_server_active_requests"));
+        m.invoked(&m.invocation_counts(&"c".into()), false);
+        let text = text(&m);
+        assert!(!text.contains("http_server_active_requests"));
+        assert!(!text.contains("wasm_invocations_total"));
     }
 
     #[test]
