@@ -52,7 +52,7 @@ pub struct Metrics {
     request_body_size: Histogram<u64>,
     response_body_size: Histogram<u64>,
     instantiation_duration: Histogram<f64>,
-    invocations: Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>>,
+    invocations: RegisteredInvocations,
     guest_traps: Counter<u64>,
     kv_duration: Histogram<f64>,
 }
@@ -114,6 +114,9 @@ pub struct InvocationCounts {
     reused: AtomicU64,
 }
 
+/// Every component's invocation counts, read at scrape time.
+type RegisteredInvocations = Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>>;
+
 /// The `http_route` value when no route matched: one series for all
 /// unmatched paths, never the raw path.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -174,7 +177,7 @@ impl Metrics {
                 }
             })
             .build();
-        let invocations: Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>> = Arc::default();
+        let invocations = RegisteredInvocations::default();
         let counted = invocations.clone();
         let _invocations = meter
             .u64_observable_counter("wasm.invocations")
