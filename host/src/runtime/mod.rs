@@ -9,6 +9,7 @@
 //! the instance; with reuse, that affects only the request it was serving.
 
 pub mod engine;
+pub mod guest_clock;
 pub mod instance;
 pub mod state;
 
@@ -260,8 +261,7 @@ struct ComponentShared {
 impl ComponentShared {
     /// Adds the store's unreported wasm time to the component's counter.
     fn report_wasm_time(&self, state: &mut HostState) {
-        let nanos =
-            u64::try_from(std::mem::take(&mut state.wasm_time).as_nanos()).unwrap_or(u64::MAX);
+        let nanos = std::mem::take(&mut state.wasm_time);
         if nanos > 0 {
             self.wasm_time_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
@@ -318,15 +318,26 @@ impl ComponentHost {
             ))
         });
         if shared.metrics.enabled() {
-            // Time in wasm, for `wasm_guest_cpu_time_seconds_total`. Host calls
-            // the guest makes count as its time; only entry and exit are timed.
+            // Time in wasm, for `wasm_guest_cpu_time_seconds_total`, on the
+            // cheap clock of `guest_clock`. Host calls the guest makes count
+            // as its time; only the outermost entry and exit read the clock,
+            // so the host calling back into the guest during a guest call
+            // does not restart the outer measurement.
             store.call_hook(|mut context, hook| {
                 let state = context.data_mut();
                 match hook {
-                    CallHook::CallingWasm => state.entered_wasm = Some(Instant::now()),
+                    CallHook::CallingWasm => {
+                        if state.wasm_depth == 0 {
+                            state.entered_wasm = Some(guest_clock::now_nanos());
+                        }
+                        state.wasm_depth += 1;
+                    }
                     CallHook::ReturningFromWasm => {
-                        if let Some(entered) = state.entered_wasm.take() {
-                            state.wasm_time += entered.elapsed();
+                        state.wasm_depth = state.wasm_depth.saturating_sub(1);
+                        if state.wasm_depth == 0
+                            && let Some(entered) = state.entered_wasm.take()
+                        {
+                            state.wasm_time += guest_clock::now_nanos().saturating_sub(entered);
                         }
                     }
                     CallHook::CallingHost | CallHook::ReturningFromHost => {}

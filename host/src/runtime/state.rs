@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -33,10 +33,16 @@ pub struct HostState {
     pub instance: Arc<InstanceShared>,
     /// When the current request must have finished.
     pub deadline: Option<Instant>,
-    /// When the guest last entered wasm (for the CPU time metric).
-    pub entered_wasm: Option<Instant>,
-    /// Time spent in wasm not yet added to the component's counter.
-    pub wasm_time: Duration,
+    /// When the host last entered wasm from outside wasm (for the CPU time
+    /// metric).
+    pub entered_wasm: Option<u64>,
+    /// Entries into wasm not yet returned from: above 1 while the host calls
+    /// back into the guest during a guest call (`cabi_realloc` when lowering
+    /// strings and lists).
+    pub wasm_depth: u32,
+    /// Nanoseconds spent in wasm not yet added to the component's counter
+    /// (on [`super::guest_clock`]).
+    pub wasm_time: u64,
 }
 
 impl HostState {
@@ -73,7 +79,8 @@ impl HostState {
             instance,
             deadline: None,
             entered_wasm: None,
-            wasm_time: Duration::ZERO,
+            wasm_depth: 0,
+            wasm_time: 0,
         }
     }
 
