@@ -232,6 +232,18 @@ mod tests {
         assert_eq!(writer.dropped_lines(), 0);
     }
 
+    /// Waits until the writer has taken everything queued.
+    fn wait_until_taken(writer: &LineWriter) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !writer.shared.lock().buf.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never took its batch"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn a_stalled_output_drops_and_counts_then_recovers() {
         let sink = Sink::default();
@@ -240,13 +252,13 @@ mod tests {
         // The writer takes the first batch and blocks in `write`; the buffer
         // then fills and further lines are refused.
         writer.push(b"first\n");
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until_taken(&writer);
         for _ in 0..500 {
             writer.push(b"0123456789\n");
         }
         assert!(writer.dropped_lines() > 0);
         drop(held);
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until_taken(&writer);
         let dropped = writer.dropped_lines();
         writer.push(b"after\n");
         drop(guard);
