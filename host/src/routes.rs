@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
+use http::{HeaderName, HeaderValue};
 
 use crate::manifest::HttpTrigger;
 
@@ -19,13 +20,25 @@ pub struct RouteEntry {
     /// The route as written in the manifest (`/heroes/:id`, `/...`): the
     /// metrics' `http_route` label and the log's `route` field.
     pub route: Arc<str>,
-    /// The route without a trailing slash or `/...` (Spin's
-    /// `spin-matched-route`).
-    pub based_route: Arc<str>,
-    /// The route without its trailing wildcard (`spin-component-route`).
-    pub component_route: Arc<str>,
+    /// The route without a trailing slash or `/...`: Spin's
+    /// `spin-matched-route` and `spin-component-route` (built once, here).
+    pub matched_route: HeaderValue,
+    /// The route as written, as Spin's `spin-raw-component-route`.
+    pub raw_route: HeaderValue,
+    /// `spin-path-match-<name>` for each `:name` segment, by name.
+    pub param_headers: Vec<(String, HeaderName)>,
     /// Whether the route ends in `/...`.
     pub wildcard: bool,
+}
+
+impl RouteEntry {
+    /// The `spin-path-match-*` header of the `:name` segment `name`.
+    pub fn param_header(&self, name: &str) -> Option<&HeaderName> {
+        self.param_headers
+            .iter()
+            .find(|(param, _)| param == name)
+            .map(|(_, header)| header)
+    }
 }
 
 /// A route that was written twice; the later one wins, as in Spin.
@@ -94,17 +107,28 @@ impl Router {
                     (based.clone(), based, false)
                 }
             };
+            let invalid = || format!("invalid route {route} of component `{component}`");
+            let param_headers = route
+                .split('/')
+                .filter_map(|segment| segment.strip_prefix(':'))
+                .map(|name| {
+                    let header = format!("spin-path-match-{}", name.to_ascii_lowercase());
+                    Ok((name.to_owned(), HeaderName::try_from(header)?))
+                })
+                .collect::<Result<_, http::header::InvalidHeaderName>>()
+                .with_context(invalid)?;
             let entry = RouteEntry {
                 component: component_index(component),
                 route: route.into(),
-                component_route: based_route.clone().into(),
-                based_route: based_route.into(),
+                matched_route: HeaderValue::try_from(based_route).with_context(invalid)?,
+                raw_route: HeaderValue::try_from(route).with_context(invalid)?,
+                param_headers,
                 wildcard,
             };
             inner
                 .add(spec.as_str(), entry)
                 .map_err(|e| anyhow!("{e}"))
-                .with_context(|| format!("invalid route {route} of component `{component}`"))?;
+                .with_context(invalid)?;
         }
         Ok((Router { inner }, duplicates))
     }
@@ -224,9 +248,12 @@ mod tests {
             assert_eq!(r.route(path).unwrap().path_info, info, "{path}");
         }
         let entry = r.route("/static/x").unwrap().entry;
+        assert_eq!(entry.matched_route, "/static");
+        assert_eq!(entry.raw_route, "/static/...");
+        let entry = r.route("/heroes/01ABC").unwrap().entry;
         assert_eq!(
-            (&*entry.based_route, &*entry.component_route),
-            ("/static", "/static")
+            entry.param_header("id").map(HeaderName::as_str),
+            Some("spin-path-match-id")
         );
     }
 

@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -13,14 +13,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::WasiBody;
 
-/// What a request body reported: bytes read, and whether it went over the
-/// limit.
+/// What a request body reported: bytes read (past the limit when the body
+/// was larger than it).
 #[derive(Default)]
 pub struct RequestBodyStats {
     /// Bytes read so far.
     pub bytes: AtomicU64,
-    /// The body was larger than the limit.
-    pub too_large: AtomicBool,
 }
 
 /// The request body as the guest reads it.
@@ -68,7 +66,6 @@ impl Body for RequestBody {
                     this.read += data.len() as u64;
                     this.stats.bytes.store(this.read, Ordering::Relaxed);
                     if this.read > this.limit {
-                        this.stats.too_large.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(
                             wasmtime_wasi_http::Error::HttpRequestBodySize(Some(this.read)),
                         )));

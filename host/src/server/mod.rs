@@ -75,8 +75,11 @@ pub async fn serve_public(
         };
         let _ = stream.set_nodelay(true);
         let served = app.clone();
-        let service =
-            hyper::service::service_fn(move |request| served.clone().serve(client, request));
+        // `spin-client-addr`, the same for every request on this connection.
+        let client_header = http::HeaderValue::try_from(client.to_string()).ok();
+        let service = hyper::service::service_fn(move |request| {
+            served.clone().serve(client, client_header.clone(), request)
+        });
         let connection = graceful
             .watch(builder.serve_connection(TokioIo::new(LingeringStream::new(stream)), service));
         let app = app.clone();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -80,6 +81,7 @@ impl App {
     pub async fn serve(
         self: Arc<Self>,
         client: SocketAddr,
+        client_header: Option<HeaderValue>,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let trace = TraceContext::from_traceparent(
@@ -99,6 +101,7 @@ impl App {
             method_label: method,
             uri: request.uri().clone(),
             client,
+            client_header,
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             route: None,
             component: None,
@@ -123,7 +126,7 @@ impl App {
             Ok(permit) => record.permit = Some(permit),
             Err(_) => {
                 record.fail("overload", "over --max-concurrent-requests".into());
-                return Reply::error(StatusCode::SERVICE_UNAVAILABLE).retry_after();
+                return Reply::error(StatusCode::SERVICE_UNAVAILABLE);
             }
         }
         let uri_length = request
@@ -146,11 +149,9 @@ impl App {
         record.route = Some(found.entry.route.clone());
         record.component = Some(component.id.clone());
         record.component_index = Some(found.entry.component);
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        // hyper has parsed and checked `Content-Length`; its exact size hint
+        // is that length (and there is none for a chunked body).
+        let announced = http_body::Body::size_hint(request.body()).exact();
         if announced.is_some_and(|length| length > self.limits.max_request_body) {
             return Reply::error(StatusCode::PAYLOAD_TOO_LARGE);
         }
@@ -169,7 +170,7 @@ impl App {
         ));
         record.info = Some(info.clone());
         let result = component.handle(info.clone(), guest_request).await;
-        if record.request_body.too_large.load(Ordering::Relaxed) {
+        if record.request_body.bytes.load(Ordering::Relaxed) > self.limits.max_request_body {
             // The guest saw its body cut off at the limit; the client sees why.
             return Reply::error(StatusCode::PAYLOAD_TOO_LARGE);
         }
@@ -188,7 +189,7 @@ impl App {
     ) -> Reply {
         if error.is::<InstantiationError<Arc<RequestInfo>>>() {
             record.fail("overload", format!("no instance available: {error:#}"));
-            return Reply::error(StatusCode::SERVICE_UNAVAILABLE).retry_after();
+            return Reply::error(StatusCode::SERVICE_UNAVAILABLE);
         }
         if error.is::<ExpirationError>() {
             record.fail(
@@ -262,24 +263,28 @@ fn guest_request(
         .filter(|h| http::uri::Authority::try_from(*h).is_ok())
         .unwrap_or("localhost");
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let full_url = format!("http://{host}{path_and_query}");
-    parts.uri =
-        Uri::try_from(full_url.as_str()).map_err(|e| format!("invalid request URI: {e}"))?;
+    // One buffer serves as both the URI and `spin-full-url`.
+    let full_url = Bytes::from(format!("http://{host}{path_and_query}"));
+    parts.uri = Uri::from_maybe_shared(full_url.clone())
+        .map_err(|e| format!("invalid request URI: {e}"))?;
+    let invalid = |e: http::header::InvalidHeaderValue| format!("invalid header value: {e}");
 
     let headers = &mut parts.headers;
     // Transport details of this connection mean nothing to the guest.
     headers.remove(header::CONNECTION);
-    let value =
-        |text: &str| HeaderValue::from_str(text).map_err(|e| format!("invalid header value: {e}"));
+    // The route's own values were made once, when the routes were built.
     let entry = found.entry;
-    headers.insert(HeaderName::from_static("spin-full-url"), value(&full_url)?);
+    headers.insert(
+        HeaderName::from_static("spin-full-url"),
+        HeaderValue::from_maybe_shared(full_url).map_err(invalid)?,
+    );
     headers.insert(
         HeaderName::from_static("spin-path-info"),
-        value(&found.path_info)?,
+        HeaderValue::from_str(&found.path_info).map_err(invalid)?,
     );
     headers.insert(
         HeaderName::from_static("spin-matched-route"),
-        value(&entry.based_route)?,
+        entry.matched_route.clone(),
     );
     headers.insert(
         HeaderName::from_static("spin-base-path"),
@@ -287,24 +292,26 @@ fn guest_request(
     );
     headers.insert(
         HeaderName::from_static("spin-raw-component-route"),
-        value(&entry.route)?,
+        entry.raw_route.clone(),
     );
     headers.insert(
         HeaderName::from_static("spin-component-route"),
-        value(&entry.component_route)?,
+        entry.matched_route.clone(),
     );
-    headers.insert(
-        HeaderName::from_static("spin-client-addr"),
-        value(&record.client.to_string())?,
-    );
+    if let Some(client) = &record.client_header {
+        headers.insert(HeaderName::from_static("spin-client-addr"), client.clone());
+    }
     for (name, captured) in found.params() {
-        let name = HeaderName::try_from(format!("spin-path-match-{}", name.to_ascii_lowercase()))
-            .map_err(|e| format!("invalid route parameter name: {e}"))?;
-        headers.insert(name, value(captured)?);
+        if let Some(header) = entry.param_header(name) {
+            headers.insert(
+                header.clone(),
+                HeaderValue::from_str(captured).map_err(invalid)?,
+            );
+        }
     }
     headers.insert(
         HeaderName::from_static("traceparent"),
-        value(&record.trace.traceparent())?,
+        HeaderValue::try_from(record.trace.traceparent()).map_err(invalid)?,
     );
 
     let body = RequestBody::new(body, max_body, record.request_body.clone()).boxed();
@@ -320,7 +327,6 @@ enum Reply {
         status: StatusCode,
         content_type: &'static str,
         body: &'static [u8],
-        retry_after: bool,
     },
 }
 
@@ -339,7 +345,6 @@ impl Reply {
             status,
             content_type: "application/json",
             body,
-            retry_after: false,
         }
     }
 
@@ -348,38 +353,23 @@ impl Reply {
             status,
             content_type: "text/plain",
             body: body.as_bytes(),
-            retry_after: false,
-        }
-    }
-
-    fn retry_after(self) -> Self {
-        match self {
-            Reply::Host {
-                status,
-                content_type,
-                body,
-                ..
-            } => Reply::Host {
-                status,
-                content_type,
-                body,
-                retry_after: true,
-            },
-            guest => guest,
         }
     }
 
     /// The response, with the record riding on its body.
     fn finish(self, mut record: Record) -> Response<ResponseBody> {
         let request_id = HeaderValue::from_str(&record.request_id).expect("request ids are hex");
+        record.status = match &self {
+            Reply::Guest(response) => response.status(),
+            Reply::Host { status, .. } => *status,
+        };
+        if record.status.is_server_error() {
+            record
+                .error_type
+                .get_or_insert(status_error_type(record.status));
+        }
         let mut response = match self {
             Reply::Guest(response) => {
-                record.status = response.status();
-                if record.status.is_server_error() {
-                    record
-                        .error_type
-                        .get_or_insert(status_error_type(record.status));
-                }
                 let (parts, body) = response.into_parts();
                 Response::from_parts(parts, ResponseBody::new(body, Box::new(record)))
             }
@@ -387,17 +377,13 @@ impl Reply {
                 status,
                 content_type,
                 body,
-                retry_after,
             } => {
-                record.status = status;
-                if status.is_server_error() {
-                    record.error_type.get_or_insert(status_error_type(status));
-                }
                 let mut response = Response::new(ResponseBody::full(body, Box::new(record)));
                 *response.status_mut() = status;
                 let headers = response.headers_mut();
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                if retry_after {
+                // The host answers 503 only when it is over capacity.
+                if status == StatusCode::SERVICE_UNAVAILABLE {
                     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 }
                 response
@@ -433,6 +419,8 @@ struct Record {
     method_label: &'static str,
     uri: Uri,
     client: SocketAddr,
+    /// `client` as the `spin-client-addr` value, made once per connection.
+    client_header: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     route: Option<Arc<str>>,
     component: Option<Arc<str>>,
