@@ -365,7 +365,10 @@ impl Component {
             })
             .collect::<anyhow::Result<_>>()?;
         for label in &raw.key_value_stores {
-            ensure!(!label.is_empty(), "empty key_value_stores label");
+            ensure!(
+                crate::kv::is_valid_label(label),
+                "key-value store label {label:?} must be kebab-case or snake_case"
+            );
         }
         let build = raw.build.map(|build| {
             let _ = build.watch;
@@ -467,6 +470,21 @@ source = "hello.wasm"
     fn rejects_unknown_fields_with_their_name() {
         let error = error_of(&MINIMAL.replace("source = ", "sorce = \"x\"\nsource = "));
         assert!(error.contains("sorce"), "{error}");
+    }
+
+    #[test]
+    fn rejects_a_bad_store_label_of_any_component() {
+        for label in ["My:Store", ""] {
+            let error = error_of(&MINIMAL.replace(
+                "source = \"hello.wasm\"",
+                &format!("source = \"hello.wasm\"\nkey_value_stores = [{label:?}]"),
+            ));
+            assert!(
+                error.contains("must be kebab-case or snake_case"),
+                "{error}"
+            );
+            assert!(error.contains("hello"), "names the component: {error}");
+        }
     }
 
     #[test]

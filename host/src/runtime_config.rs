@@ -169,6 +169,8 @@ type = "spin"
         .to_string();
         assert!(error.contains("azure_cosmos"), "{error}");
         assert!(error.contains("\"redis\""), "{error}");
+        // The parser's own words, not the hint every error gets.
+        assert!(error.contains("unknown variant `azure_cosmos`"), "{error}");
     }
 
     #[test]
@@ -198,5 +200,6 @@ type = "spin"
         .unwrap_err()
         .to_string();
         assert!(error.contains("url"), "{error}");
+        assert!(error.contains("missing field `url`"), "{error}");
     }
 }

@@ -125,11 +125,6 @@ impl Stores {
             if by_label.contains_key(label) {
                 continue;
             }
-            if !is_valid_label(label) {
-                bail!(
-                    "component `{component}`: key-value store label {label:?} must be kebab-case or snake_case"
-                );
-            }
             let Some(config) = configs.get(label) else {
                 bail!(
                     "component `{component}` uses key-value store `{label}`, which is not defined: \
@@ -201,10 +196,10 @@ impl Stores {
     }
 }
 
-/// Spin accepts kebab-case and snake_case labels.
-fn is_valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.starts_with(|c: char| c.is_ascii_lowercase())
+/// Spin accepts kebab-case and snake_case labels (checked when the manifest
+/// is read).
+pub fn is_valid_label(label: &str) -> bool {
+    label.starts_with(|c: char| c.is_ascii_lowercase())
         && label
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
@@ -258,6 +253,12 @@ mod tests {
             &stores.get("a").unwrap().backend,
             &stores.get("b").unwrap().backend,
         );
+        match (a, b) {
+            (Backend::Sqlite(a), Backend::Sqlite(b)) => {
+                assert!(Arc::ptr_eq(a.db(), b.db()), "one database for one file")
+            }
+            _ => panic!("both labels are SQLite"),
+        }
         a.set("k", b"1").await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), None);
         assert_eq!(a.keys().await.unwrap(), ["k"]);

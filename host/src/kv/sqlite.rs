@@ -41,17 +41,20 @@ impl SqliteDb {
     /// one for `None`, and creates Spin's table.
     pub fn open(location: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = location else {
-            let connection =
-                connect(None).context("cannot open an in-memory SQLite key-value store")?;
+            let connection = connect(None)
+                .and_then(|c| prepare(&c, false).map(|()| c))
+                .context("cannot open an in-memory SQLite key-value store")?;
             return Ok(SqliteDb::Memory(Mutex::new(connection)));
         };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the directory {}", parent.display()))?;
         }
-        let connection = connect(Some(path)).with_context(|| {
-            format!("cannot open the SQLite key-value store {}", path.display())
-        })?;
+        let connection = connect(Some(path))
+            .and_then(|c| prepare(&c, true).map(|()| c))
+            .with_context(|| {
+                format!("cannot open the SQLite key-value store {}", path.display())
+            })?;
         Ok(SqliteDb::File {
             path: path.to_owned(),
             idle: Mutex::new(vec![connection]),
@@ -83,7 +86,8 @@ impl SqliteDb {
     }
 }
 
-/// A configured connection with Spin's table in place.
+/// A configured connection. Pool connections opened later need only this:
+/// the journal mode and the table live in the file ([`prepare`]).
 fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
     let connection = match path {
         Some(path) => Connection::open_with_flags(
@@ -96,8 +100,16 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
     };
     connection.busy_timeout(BUSY_TIMEOUT)?;
     if path.is_some() {
-        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // Per connection; WAL mode itself persists in the file.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(connection)
+}
+
+/// Once per database, when it is opened: WAL for a file, and Spin's table.
+fn prepare(connection: &Connection, file: bool) -> rusqlite::Result<()> {
+    if file {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
     }
     connection.execute(
         "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -108,7 +120,7 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
         )",
         [],
     )?;
-    Ok(connection)
+    Ok(())
 }
 
 /// One label's view of a [`SqliteDb`].
@@ -124,6 +136,12 @@ impl SqliteStore {
             db,
             label: label.to_owned(),
         }
+    }
+
+    /// The database this label lives in.
+    #[cfg(test)]
+    pub fn db(&self) -> &std::sync::Arc<SqliteDb> {
+        &self.db
     }
 
     /// The value under `key`.

@@ -52,15 +52,7 @@ impl JsonLine {
     /// Adds a string field, cut to at most `max` bytes of escaped text (and
     /// to what is left of the line).
     pub fn str_capped(&mut self, key: &str, value: &str, max: usize) {
-        if self.room() < key.len() + 8 {
-            self.truncated = true;
-            return;
-        }
-        self.key(key);
-        let budget = max.min(self.room().saturating_sub(SMALL_FIELDS_RESERVE));
-        if escape_into(&mut self.buf, value, budget) {
-            self.truncated = true;
-        }
+        self.str_joined(key, &[value], max);
     }
 
     /// Adds a string field, cut to what is left of the line.
@@ -202,10 +194,7 @@ fn escape_text(buf: &mut Vec<u8>, value: &str, start: usize, limit: usize) -> bo
             .unwrap_or(bytes.len() - at);
         let room = limit.saturating_sub(buf.len() - start);
         if plain > room {
-            let mut end = at + room;
-            while !value.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = value.floor_char_boundary(at + room);
             buf.extend_from_slice(&bytes[at..end]);
             buf.extend_from_slice(ELLIPSIS.as_bytes());
             return true;

@@ -48,7 +48,7 @@ pub struct LogSink {
 }
 
 /// Keeps the writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[expect(dead_code, reason = "held for its Drop")] LineWriterGuard);
+pub type LogGuard = LineWriterGuard;
 
 /// Installs the sink as stdout's only writer and as the `tracing` subscriber.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuard)> {
@@ -74,7 +74,7 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
             .try_init(),
     }
     .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
-    Ok((LogSink { writer, format }, LogGuard(guard)))
+    Ok((LogSink { writer, format }, guard))
 }
 
 /// What the invocation line says about one request.
@@ -124,10 +124,6 @@ pub fn level_of(status: u16) -> &'static str {
 }
 
 impl LogSink {
-    fn write(&self, line: &[u8]) {
-        self.writer.push(line);
-    }
-
     /// Formats a JSON line in this thread's buffer and queues it.
     fn write_json(
         &self,
@@ -139,7 +135,7 @@ impl LogSink {
         let mut line = JsonLine::start(LINE_BUFFER.take(), at, level, target);
         fill(&mut line);
         let bytes = line.finish();
-        self.write(&bytes);
+        self.writer.push(&bytes);
         LINE_BUFFER.set(bytes);
     }
 
@@ -171,11 +167,11 @@ impl LogSink {
                     .map(|e| format!(" error={}", e.escape_debug()))
                     .unwrap_or_default(),
             );
-            self.write(line.as_bytes());
+            self.writer.push(line.as_bytes());
             return;
         }
         self.write_json(now, level, "hero_host::request", |line| {
-            let path = &inv.path[..floor_char_boundary(inv.path, PATH_MAX)];
+            let path = &inv.path[..inv.path.floor_char_boundary(PATH_MAX)];
             let mut status = itoa::Buffer::new();
             line.str_joined(
                 "message",
@@ -237,7 +233,7 @@ impl LogSink {
                 origin.stream,
                 String::from_utf8_lossy(text).escape_debug(),
             );
-            self.write(line.as_bytes());
+            self.writer.push(line.as_bytes());
             return;
         }
         self.write_json(now, level, "guest", |line| {
@@ -317,23 +313,24 @@ fn parse_object(text: &[u8]) -> Option<serde_json::Map<String, serde_json::Value
 
 /// Our level names for the usual spellings; `None` for anything else.
 fn normalize_level(level: &str) -> Option<&'static str> {
-    match level.to_ascii_lowercase().as_str() {
-        "trace" | "debug" => Some("debug"),
-        "info" | "information" | "notice" => Some("info"),
-        "warn" | "warning" => Some("warn"),
-        "error" | "err" | "critical" | "fatal" | "panic" => Some("error"),
-        _ => None,
-    }
-}
-
-fn floor_char_boundary(text: &str, max: usize) -> usize {
-    if text.len() <= max {
-        return text.len();
-    }
-    (0..=max)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0)
+    const SPELLINGS: [(&str, &str); 12] = [
+        ("trace", "debug"),
+        ("debug", "debug"),
+        ("info", "info"),
+        ("information", "info"),
+        ("notice", "info"),
+        ("warn", "warn"),
+        ("warning", "warn"),
+        ("error", "error"),
+        ("err", "error"),
+        ("critical", "error"),
+        ("fatal", "error"),
+        ("panic", "error"),
+    ];
+    SPELLINGS
+        .iter()
+        .find(|(spelling, _)| spelling.eq_ignore_ascii_case(level))
+        .map(|(_, ours)| *ours)
 }
 
 /// Formats `tracing` events as our JSON lines: common fields first, then the
@@ -435,8 +432,53 @@ mod tests {
     }
 
     #[test]
-    fn cuts_paths_on_char_boundaries() {
-        assert_eq!(floor_char_boundary("ééé", 3), 2);
-        assert_eq!(floor_char_boundary("abc", 10), 3);
+    fn cuts_long_paths_on_char_boundaries_and_keeps_the_status() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let (writer, guard) = LineWriter::start(out.clone(), 1 << 20).unwrap();
+        let sink = LogSink {
+            writer,
+            format: LogFormat::Json,
+        };
+        let path = format!("/{}", "é".repeat(PATH_MAX));
+        sink.invocation(&Invocation {
+            level: "info",
+            request_id: "r",
+            trace_id: "t",
+            span_id: "s",
+            component: None,
+            route: None,
+            method: "GET",
+            path: &path,
+            status: 200,
+            duration: Duration::from_millis(1),
+            request_bytes: 0,
+            response_bytes: 0,
+            client_addr: "127.0.0.1:1".parse().unwrap(),
+            user_agent: None,
+            instance_reused: None,
+            error: None,
+        });
+        drop(guard);
+        let line: serde_json::Value = serde_json::from_slice(&out.0.lock().unwrap()).unwrap();
+        let message = line["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("GET /éé") && message.ends_with("é 200"),
+            "{message}"
+        );
+        assert!(message.len() <= PATH_MAX + 8, "{}", message.len());
+        let cut = line["path"].as_str().unwrap();
+        assert!(cut.ends_with('…') && cut.len() <= PATH_MAX, "{}", cut.len());
+        assert_eq!(line["truncated"], true);
     }
 }
