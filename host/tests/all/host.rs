@@ -422,9 +422,8 @@ fn acknowledged_writes_survive_sigkill() {
                     let Ok(response) = agent.run(request) else {
                         break;
                     };
-                    if response.status() != 201 {
-                        continue;
-                    }
+                    // Before the kill every write must succeed.
+                    assert_eq!(response.status(), 201, "a write failed before the kill");
                     // Acknowledged means the whole response arrived.
                     let Ok(body) = response.into_body().read_to_string() else {
                         break;
@@ -438,7 +437,16 @@ fn acknowledged_writes_survive_sigkill() {
             })
         })
         .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acknowledged.lock().unwrap().len() < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "200 writes were not acknowledged within 60 s"
+        );
+        assert!(
+            writers.iter().all(|w| !w.is_finished()),
+            "a writer stopped before the kill"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     host.signal("KILL");

@@ -222,14 +222,22 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
             let host = host.clone();
             std::thread::spawn(move || {
                 let agent = agent();
+                let mut seen: HashMap<u64, usize> = HashMap::new();
                 for i in (t..1000).step_by(4) {
-                    mixed_request(&agent, &host, i);
+                    *seen
+                        .entry(u64::from(mixed_request(&agent, &host, i)))
+                        .or_default() += 1;
                 }
+                seen
             })
         })
         .collect();
+    // What the clients were answered, by status.
+    let mut answered: HashMap<u64, usize> = HashMap::new();
     for thread in threads {
-        thread.join().unwrap();
+        for (status, count) in thread.join().unwrap() {
+            *answered.entry(status).or_default() += count;
+        }
     }
     host.wait_for_lines("1000 invocation lines", |lines| {
         lines
@@ -276,6 +284,10 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
         assert_eq!(line["level"], expected_level, "{line}");
     }
     assert_eq!(by_status.values().sum::<usize>(), 1000);
+    assert_eq!(
+        by_status, answered,
+        "the lines' statuses are what clients got"
+    );
     for status in [200, 201, 404, 405, 413, 422, 500] {
         assert!(
             by_status.contains_key(&status),
@@ -294,6 +306,11 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
         "hero-created lines and panic messages: {}",
         guest.len()
     );
+    let created = guest
+        .iter()
+        .filter(|l| l["message"] == "hero created")
+        .count();
+    assert_eq!(created, answered[&201], "one `hero created` line per 201");
     for line in guest {
         let id = line["request_id"]
             .as_str()
@@ -594,4 +611,88 @@ fn pretty_format_is_for_people() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_traceparent_is_continued_in_the_lines_and_passed_to_the_guest() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &[]);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let request = format!(
+        "GET /chaos/headers HTTP/1.1\r\nHost: x\r\ntraceparent: 00-{trace_id}-{caller_span}-01\r\nConnection: close\r\n\r\n"
+    );
+    let response = raw_exchange(host.addr, request.as_bytes(), Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&response);
+    assert_eq!(raw_status(&response), 200, "{text}");
+    // The guest sees the same trace, with the host's span as its parent.
+    let passed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .unwrap_or_else(|| panic!("no traceparent reached the guest: {text}"));
+    let parts: Vec<&str> = passed.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace_id, "01"),
+        "{passed}"
+    );
+    let host_span = parts[2];
+    assert_ne!(host_span, caller_span, "the host's own span");
+
+    let lines = host.wait_for_lines("the traced line", |lines| {
+        lines.iter().any(|l| l["path"] == "/chaos/headers")
+    });
+    let line = lines
+        .iter()
+        .find(|l| l["path"] == "/chaos/headers")
+        .unwrap();
+    assert_eq!(line["trace_id"], trace_id, "{line}");
+    assert_eq!(line["span_id"], host_span, "{line}");
+
+    // Without one, each request starts its own trace.
+    get(&host.url("/chaos/hello"));
+    get(&host.url("/chaos/hello"));
+    let lines = host.wait_for_lines("two untraced lines", |lines| {
+        lines.iter().filter(|l| l["path"] == "/chaos/hello").count() == 2
+    });
+    let traces: HashSet<&str> = lines
+        .iter()
+        .filter(|l| l["path"] == "/chaos/hello")
+        .map(|l| l["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert!(!traces.contains(trace_id));
+}
+
+#[test]
+fn a_client_that_leaves_mid_request_still_gets_exactly_one_line() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let host = start(&app, &[]);
+    let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /chaos/sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stream);
+    let lines = host.wait_for_lines("the abandoned request's line", |lines| {
+        lines.iter().any(|l| l["path"] == "/chaos/sleep")
+    });
+    let line = lines.iter().find(|l| l["path"] == "/chaos/sleep").unwrap();
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["level"], "warn", "{line}");
+    assert!(
+        line["error"].as_str().is_some_and(|e| e.contains("client")),
+        "{line}"
+    );
+    // The guest finishing later adds no second line.
+    std::thread::sleep(Duration::from_millis(2000));
+    let count = host
+        .invocations()
+        .iter()
+        .filter(|l| l["path"] == "/chaos/sleep")
+        .count();
+    assert_eq!(count, 1);
+    assert_eq!(get(&host.url("/chaos/hello")).status, 200);
 }
