@@ -413,7 +413,12 @@ impl WorkerExpiration for Expiry {
         if this.timer.deadline() != deadline {
             this.timer.as_mut().reset(deadline);
         }
-        this.timer.as_mut().poll(cx)
+        let expired = this.timer.as_mut().poll(cx);
+        if expired.is_ready() && status != WorkerStatus::Idle {
+            // A busy instance out of time: what `Worker::drop` reports.
+            this.instance.timed_out.store(true, Ordering::Relaxed);
+        }
+        expired
     }
 }
 
@@ -468,7 +473,7 @@ impl WorkerState for Worker {
                         "out_of_memory"
                     }
                     Some(trap) => instance::trap_kind(*trap),
-                    None if error.to_string().contains("timed out") => "timeout",
+                    None if self.instance.timed_out.load(Ordering::Relaxed) => "timeout",
                     None => "host_error",
                 };
                 let detail = format!("{:#}", error.root_cause());

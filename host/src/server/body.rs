@@ -88,10 +88,37 @@ impl Body for RequestBody {
     }
 }
 
+/// Why a response did not complete.
+#[derive(Debug)]
+pub enum Unfinished {
+    /// The client went away (the text says when).
+    ClientGone(&'static str),
+    /// Sending failed, or the guest cut its response short.
+    Failed(String),
+}
+
+impl Unfinished {
+    /// `error.type`: `client_closed` or `response_failed`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Unfinished::ClientGone(_) => "client_closed",
+            Unfinished::Failed(_) => "response_failed",
+        }
+    }
+
+    /// The text for the log line.
+    pub fn into_reason(self) -> String {
+        match self {
+            Unfinished::ClientGone(when) => when.to_owned(),
+            Unfinished::Failed(reason) => reason,
+        }
+    }
+}
+
 /// Called once when a response has been sent, failed, or was abandoned.
 pub trait Finish: Send + 'static {
     /// `sent`: body bytes written; `error`: why it did not complete.
-    fn finish(self: Box<Self>, sent: u64, error: Option<String>);
+    fn finish(self: Box<Self>, sent: u64, error: Option<Unfinished>);
     /// Whether a clean end of the body really means the guest finished it (a
     /// trapped instance ends its stream early, and that must read as an
     /// error, not as a complete response).
@@ -125,7 +152,7 @@ impl ResponseBody {
         Self::new(body, finish)
     }
 
-    fn done(&mut self, error: Option<String>) {
+    fn done(&mut self, error: Option<Unfinished>) {
         if let Some(finish) = self.finish.take() {
             finish.finish(self.sent, error);
         }
@@ -148,14 +175,14 @@ impl Body for ResponseBody {
                     this.sent += data.len() as u64;
                 }
             }
-            Poll::Ready(Some(Err(error))) => {
-                this.done(Some(format!("response body failed: {error}")))
-            }
+            Poll::Ready(Some(Err(error))) => this.done(Some(Unfinished::Failed(format!(
+                "response body failed: {error}"
+            )))),
             Poll::Ready(None) => {
                 if let Some(reason) = this.finish.as_ref().and_then(|f| f.cut_short()) {
                     // Abort the connection rather than send a truncated
                     // body as if it were whole.
-                    this.done(Some(reason.clone()));
+                    this.done(Some(Unfinished::Failed(reason.clone())));
                     return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
                         reason,
                     )))));
@@ -184,9 +211,14 @@ impl Drop for ResponseBody {
         // hyper stops polling a body that says it has ended (empty bodies,
         // HEAD, the last frame of a full body): that is a complete response.
         let error = if self.inner.is_end_stream() {
-            self.finish.as_ref().and_then(|f| f.cut_short())
+            self.finish
+                .as_ref()
+                .and_then(|f| f.cut_short())
+                .map(Unfinished::Failed)
         } else {
-            Some("client went away before the response ended".to_owned())
+            Some(Unfinished::ClientGone(
+                "client went away before the response ended",
+            ))
         };
         self.done(error);
     }

@@ -15,7 +15,7 @@ use http::{Method, Response, StatusCode, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
 
-use super::body::{Finish, RequestBody, RequestBodyStats, ResponseBody};
+use super::body::{Finish, RequestBody, RequestBodyStats, ResponseBody, Unfinished};
 use crate::routes::{RouteMatch, Router};
 use crate::runtime::Runtime;
 use crate::runtime::instance::{Outcome, RequestInfo};
@@ -444,7 +444,7 @@ impl Record {
         self.error = Some(reason);
     }
 
-    fn complete(&mut self, sent: u64, error: Option<String>, status: u16) {
+    fn complete(&mut self, sent: u64, error: Option<Unfinished>, status: u16) {
         if self.done {
             return;
         }
@@ -452,14 +452,8 @@ impl Record {
         let duration = self.started.elapsed();
         let assignment = self.info.as_ref().and_then(|info| info.assignment());
         if let Some(error) = error {
-            self.error_type.get_or_insert(
-                if status == CLIENT_CLOSED_REQUEST || error.starts_with("client") {
-                    "client_closed"
-                } else {
-                    "response_failed"
-                },
-            );
-            self.error.get_or_insert(error);
+            self.error_type.get_or_insert(error.error_type());
+            self.error.get_or_insert_with(|| error.into_reason());
         }
         if self.error.is_none()
             && let Some(failure) = self.info.as_ref().and_then(|info| info.failure())
@@ -519,7 +513,7 @@ impl Record {
 }
 
 impl Finish for Record {
-    fn finish(mut self: Box<Self>, sent: u64, error: Option<String>) {
+    fn finish(mut self: Box<Self>, sent: u64, error: Option<Unfinished>) {
         let status = self.status.as_u16();
         self.complete(sent, error, status);
     }
@@ -540,7 +534,9 @@ impl Drop for Record {
         // Dropped unfinished: the client left before the response head.
         self.complete(
             0,
-            Some("client went away before the response".into()),
+            Some(Unfinished::ClientGone(
+                "client went away before the response",
+            )),
             CLIENT_CLOSED_REQUEST,
         );
     }

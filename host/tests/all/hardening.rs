@@ -429,6 +429,30 @@ fn a_sleeping_guest_past_its_deadline_gets_504() {
         send(&agent(), "GET", &host.url("/chaos/hello"), None).status,
         200
     );
+    // The instance still waiting is ended from outside and counted as a
+    // timeout, not as a host error.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(
+        &host,
+        "wasm_guest_traps_total",
+        r#"wasm_trap_kind="timeout""#,
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no timeout counted: {}",
+            get(&host.admin_url("/metrics")).body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        metric_sum(
+            &host,
+            "wasm_guest_traps_total",
+            r#"wasm_trap_kind="host_error""#
+        ),
+        0.0
+    );
 }
 
 #[test]
