@@ -201,11 +201,7 @@ impl InstanceShared {
 
     /// Bytes the guest wrote to a stream: complete lines are logged at once.
     pub fn write_output(&self, stream: Stream, mut bytes: &[u8]) {
-        let buffer = match stream {
-            Stream::Stdout => &self.stdout,
-            Stream::Stderr => &self.stderr,
-        };
-        let mut buffer = buffer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = self.buffer(stream);
         while !bytes.is_empty() {
             let newline = bytes.iter().position(|b| *b == b'\n');
             let (chunk, rest) = match newline {
@@ -236,12 +232,17 @@ impl InstanceShared {
         }
     }
 
-    fn flush_partial(&self, stream: Stream, request: Option<&RequestInfo>) {
+    /// The unfinished line of `stream`, locked.
+    fn buffer(&self, stream: Stream) -> std::sync::MutexGuard<'_, LineBuffer> {
         let buffer = match stream {
             Stream::Stdout => &self.stdout,
             Stream::Stderr => &self.stderr,
         };
-        let mut buffer = buffer.lock().unwrap_or_else(|p| p.into_inner());
+        buffer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flush_partial(&self, stream: Stream, request: Option<&RequestInfo>) {
+        let mut buffer = self.buffer(stream);
         if !buffer.pending.is_empty() {
             self.emit(stream, &buffer.pending, Some(request));
             buffer.pending.clear();
@@ -273,8 +274,8 @@ impl InstanceShared {
     /// unfinished output line.
     pub fn end(&self, outcome: Outcome) {
         let _ = self.outcome.set(outcome);
+        let only = self.attributed();
         for stream in [Stream::Stdout, Stream::Stderr] {
-            let only = self.attributed();
             self.flush_partial(stream, only.as_deref());
         }
         self.ended.notify_waiters();

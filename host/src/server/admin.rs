@@ -43,14 +43,7 @@ pub async fn serve_admin(
     loop {
         let (stream, _) = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(error = %error, "accepting an admin connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = super::accept(&listener, "admin") => accepted,
         };
         let admin = admin.clone();
         let service =

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use self::linger::LingeringStream;
 use self::proxy::App;
-use crate::telemetry::logs::Invocation;
+use crate::telemetry::logs::{Invocation, level_of};
 use crate::telemetry::metrics::RequestRecord;
 use crate::telemetry::trace::{TraceContext, new_request_id};
 
@@ -63,15 +63,7 @@ pub async fn serve_public(
         };
         let (stream, client) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, "public") => accepted,
         };
         let _ = stream.set_nodelay(true);
         let served = app.clone();
@@ -109,6 +101,20 @@ pub async fn serve_public(
     }
 }
 
+/// The next connection of `listener`. A failed accept (out of file
+/// descriptors and the like) is logged and retried after a short pause.
+pub async fn accept(listener: &TcpListener, which: &str) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(listener = which, error = %error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// A connection ended in error. A malformed request still gets its one
 /// invocation line (hyper has answered it already: 400, 414 or 431); slow or
 /// vanished clients are only worth a debug line.
@@ -129,7 +135,7 @@ fn connection_failed(app: &App, client: SocketAddr, error: &hyper::Error) {
     let trace = TraceContext::from_traceparent(None);
     let reason = format!("malformed request: {error}");
     app.logs().invocation(&Invocation {
-        level: "warn",
+        level: level_of(status),
         request_id: &new_request_id(),
         trace_id: &trace.trace_id,
         span_id: &trace.span_id,
@@ -146,9 +152,7 @@ fn connection_failed(app: &App, client: SocketAddr, error: &hyper::Error) {
         instance_reused: None,
         error: Some(&reason),
     });
-    let metrics = app.metrics();
-    metrics.request_started("_OTHER");
-    metrics.request_finished(&RequestRecord {
+    app.metrics().request_rejected(&RequestRecord {
         method: "_OTHER",
         route: None,
         component: None,

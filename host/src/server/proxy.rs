@@ -105,7 +105,6 @@ impl App {
             user_agent: request.headers().get(header::USER_AGENT).cloned(),
             route: None,
             component: None,
-            component_index: None,
             status: StatusCode::OK,
             info: None,
             request_body: Arc::new(RequestBodyStats::default()),
@@ -147,8 +146,7 @@ impl App {
         };
         let component = &self.runtime.components[found.entry.component];
         record.route = Some(found.entry.route.clone());
-        record.component = Some(component.id.clone());
-        record.component_index = Some(found.entry.component);
+        record.component = Some(found.entry.component);
         // hyper has parsed and checked `Content-Length`; its exact size hint
         // is that length (and there is none for a chunked body).
         let announced = http_body::Body::size_hint(request.body()).exact();
@@ -423,9 +421,8 @@ struct Record {
     client_header: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     route: Option<Arc<str>>,
-    component: Option<Arc<str>>,
-    /// Its index in the runtime's components.
-    component_index: Option<usize>,
+    /// The index of the component that served it, in the runtime's list.
+    component: Option<usize>,
     status: StatusCode,
     info: Option<Arc<RequestInfo>>,
     request_body: Arc<RequestBodyStats>,
@@ -462,6 +459,7 @@ impl Record {
             self.error = Some(failure);
         }
         let app = &self.app;
+        let component = self.component.map(|i| &app.runtime.components[i]);
         let request_bytes = self.request_body.bytes.load(Ordering::Relaxed);
         let guest_failed = matches!(
             self.error_type,
@@ -477,7 +475,7 @@ impl Record {
             request_id: &self.request_id,
             trace_id: &self.trace.trace_id,
             span_id: &self.trace.span_id,
-            component: self.component.as_deref(),
+            component: component.map(|c| &*c.id),
             route: self.route.as_deref(),
             method: self.method.as_str(),
             path: self.uri.path(),
@@ -493,18 +491,17 @@ impl Record {
         app.metrics.request_finished(&RequestRecord {
             method: self.method_label,
             route: self.route.as_ref(),
-            component: self.component.as_ref(),
+            component: component.map(|c| &c.id),
             status,
             error_type: self.error_type,
             duration,
             request_bytes,
             response_bytes: sent,
         });
-        if let (Some(assignment), Some(info), Some(index)) =
-            (assignment, &self.info, self.component_index)
+        if let (Some(assignment), Some(info), Some(component)) = (assignment, &self.info, component)
         {
-            let counts = &app.runtime.components[index].invocations;
-            app.metrics.invoked(counts, assignment.reused);
+            app.metrics
+                .invoked(&component.invocations, assignment.reused);
             // Frees the instance for its next request.
             assignment.instance.finish(info);
         }

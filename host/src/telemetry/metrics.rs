@@ -268,6 +268,15 @@ impl Metrics {
             return;
         }
         self.active_requests.add(record.method, -1);
+        self.request_rejected(record);
+    }
+
+    /// A request refused before it was served (hyper answered a malformed
+    /// one): recorded like a finished request, never counted in flight.
+    pub fn request_rejected(&self, record: &RequestRecord<'_>) {
+        if !self.enabled {
+            return;
+        }
         let route = record.route.map_or_else(
             || KeyValue::new("http.route", UNMATCHED_ROUTE),
             |r| KeyValue::new("http.route", r.clone()),
@@ -548,6 +557,31 @@ mod tests {
         assert!(!text.contains(r#"http_server_active_requests{http_request_method="PUT""#));
         assert!(line(r#"wasm_invocations_total{spin_component="hero-registry",wasm_instance_reused="false""#).ends_with(" 1"));
         assert!(line(r#"wasm_invocations_total{spin_component="hero-registry",wasm_instance_reused="true""#).ends_with(" 2"));
+    }
+
+    #[test]
+    fn rejected_requests_are_recorded_but_never_in_flight() {
+        let m = metrics();
+        m.request_rejected(&RequestRecord {
+            method: "_OTHER",
+            route: None,
+            component: None,
+            status: 431,
+            error_type: None,
+            duration: Duration::ZERO,
+            request_bytes: 0,
+            response_bytes: 0,
+        });
+        let text = text(&m);
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("http_server_request_duration_seconds_count")
+                    && l.contains(r#"http_response_status_code="431""#)
+                    && l.ends_with(" 1")
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("http_server_active_requests"), "{text}");
     }
 
     #[test]
