@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::task::AtomicWaker;
 
 use crate::telemetry::logs::{GuestOrigin, LogSink};
+use crate::telemetry::trace::TraceContext;
 
 /// Longest guest line kept whole; the rest of a longer line is dropped (the
 /// log line says `truncated`).
@@ -19,8 +20,8 @@ const MAX_GUEST_LINE: usize = 16 * 1024;
 pub struct RequestInfo {
     /// Unique id (32 hex digits).
     pub request_id: String,
-    /// W3C trace id (32 hex digits).
-    pub trace_id: String,
+    /// Its trace and span.
+    pub trace: TraceContext,
     assignment: OnceLock<Assignment>,
     failure: Mutex<Option<String>>,
 }
@@ -35,10 +36,10 @@ pub struct Assignment {
 
 impl RequestInfo {
     /// A request not yet given to an instance.
-    pub fn new(request_id: String, trace_id: String) -> Self {
+    pub fn new(request_id: String, trace: TraceContext) -> Self {
         RequestInfo {
             request_id,
-            trace_id,
+            trace,
             assignment: OnceLock::new(),
             failure: Mutex::new(None),
         }
@@ -265,7 +266,7 @@ impl InstanceShared {
         let origin = GuestOrigin {
             stream: stream.name(),
             component: &self.component,
-            request: request.map(|r| (r.request_id.as_str(), r.trace_id.as_str())),
+            request: request.map(|r| (r.request_id.as_str(), r.trace.trace_id.as_str())),
         };
         self.logs.guest_line(&origin, line);
     }

@@ -95,8 +95,7 @@ impl App {
         let mut record = Record {
             app: self.clone(),
             started: Instant::now(),
-            request_id: new_request_id(),
-            trace,
+            info: Arc::new(RequestInfo::new(new_request_id(), trace)),
             method: request.method().clone(),
             method_label: method,
             uri: request.uri().clone(),
@@ -106,7 +105,6 @@ impl App {
             route: None,
             component: None,
             status: StatusCode::OK,
-            info: None,
             request_body: Arc::new(RequestBodyStats::default()),
             error: None,
             error_type: None,
@@ -162,11 +160,7 @@ impl App {
                     return Reply::error(StatusCode::BAD_REQUEST);
                 }
             };
-        let info = Arc::new(RequestInfo::new(
-            record.request_id.clone(),
-            record.trace.trace_id.clone(),
-        ));
-        record.info = Some(info.clone());
+        let info = record.info.clone();
         let result = component.handle(info.clone(), guest_request).await;
         if record.request_body.bytes.load(Ordering::Relaxed) > self.limits.max_request_body {
             // The guest saw its body cut off at the limit; the client sees why.
@@ -309,7 +303,7 @@ fn guest_request(
     }
     headers.insert(
         HeaderName::from_static("traceparent"),
-        HeaderValue::try_from(record.trace.traceparent()).map_err(invalid)?,
+        HeaderValue::try_from(record.info.trace.traceparent()).map_err(invalid)?,
     );
 
     let body = RequestBody::new(body, max_body, record.request_body.clone()).boxed();
@@ -356,7 +350,7 @@ impl Reply {
 
     /// The response, with the record riding on its body.
     fn finish(self, mut record: Record) -> Response<ResponseBody> {
-        let request_id = HeaderValue::from_str(&record.request_id).expect("request ids are hex");
+        let request_id = HeaderValue::from_str(&record.info.request_id).expect("request ids are hex");
         record.status = match &self {
             Reply::Guest(response) => response.status(),
             Reply::Host { status, .. } => *status,
@@ -411,8 +405,8 @@ fn status_error_type(status: StatusCode) -> &'static str {
 struct Record {
     app: Arc<App>,
     started: Instant,
-    request_id: String,
-    trace: TraceContext,
+    /// Its id and trace, shared with the instance that runs it.
+    info: Arc<RequestInfo>,
     method: Method,
     method_label: &'static str,
     uri: Uri,
@@ -424,7 +418,6 @@ struct Record {
     /// The index of the component that served it, in the runtime's list.
     component: Option<usize>,
     status: StatusCode,
-    info: Option<Arc<RequestInfo>>,
     request_body: Arc<RequestBodyStats>,
     error: Option<String>,
     error_type: Option<&'static str>,
@@ -447,13 +440,13 @@ impl Record {
         }
         self.done = true;
         let duration = self.started.elapsed();
-        let assignment = self.info.as_ref().and_then(|info| info.assignment());
+        let assignment = self.info.assignment();
         if let Some(error) = error {
             self.error_type.get_or_insert(error.error_type());
             self.error.get_or_insert_with(|| error.into_reason());
         }
         if self.error.is_none()
-            && let Some(failure) = self.info.as_ref().and_then(|info| info.failure())
+            && let Some(failure) = self.info.failure()
         {
             // The guest handled a host-side failure (e.g. key-value) itself.
             self.error = Some(failure);
@@ -472,9 +465,9 @@ impl Record {
         };
         app.logs.invocation(&Invocation {
             level,
-            request_id: &self.request_id,
-            trace_id: &self.trace.trace_id,
-            span_id: &self.trace.span_id,
+            request_id: &self.info.request_id,
+            trace_id: &self.info.trace.trace_id,
+            span_id: &self.info.trace.span_id,
             component: component.map(|c| &*c.id),
             route: self.route.as_deref(),
             method: self.method.as_str(),
@@ -498,12 +491,11 @@ impl Record {
             request_bytes,
             response_bytes: sent,
         });
-        if let (Some(assignment), Some(info), Some(component)) = (assignment, &self.info, component)
-        {
+        if let (Some(assignment), Some(component)) = (assignment, component) {
             app.metrics
                 .invoked(&component.invocations, assignment.reused);
             // Frees the instance for its next request.
-            assignment.instance.finish(info);
+            assignment.instance.finish(&self.info);
         }
         self.permit = None;
     }
@@ -516,7 +508,7 @@ impl Finish for Record {
     }
 
     fn cut_short(&self) -> Option<String> {
-        let instance = &self.info.as_ref()?.assignment()?.instance;
+        let instance = &self.info.assignment()?.instance;
         match instance.outcome_now()? {
             Outcome::Trapped { kind, detail } => Some(format!(
                 "guest trapped ({kind}) while streaming the response: {detail}"
