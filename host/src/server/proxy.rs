@@ -350,7 +350,8 @@ impl Reply {
 
     /// The response, with the record riding on its body.
     fn finish(self, mut record: Record) -> Response<ResponseBody> {
-        let request_id = HeaderValue::from_str(&record.info.request_id).expect("request ids are hex");
+        let request_id =
+            HeaderValue::from_str(&record.info.request_id).expect("request ids are hex");
         record.status = match &self {
             Reply::Guest(response) => response.status(),
             Reply::Host { status, .. } => *status,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, Redis, agent, get, raw_exchange, raw_status, send,
-    start,
+    start, wait_until,
 };
 
 // ---------------------------------------------------------------- key-value
@@ -185,15 +185,6 @@ fn two_hosts_on_one_redis_share_heroes() {
     );
 }
 
-fn metric_sum(host: &Host, prefix: &str, filter: &str) -> f64 {
-    get(&host.admin_url("/metrics"))
-        .body
-        .lines()
-        .filter(|l| l.starts_with(prefix) && l.contains(filter))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[test]
 fn a_redis_outage_gives_5xx_and_clear_logs_then_recovers_with_nothing_lost() {
     let mut redis = Redis::start();
@@ -269,8 +260,7 @@ fn a_redis_outage_gives_5xx_and_clear_logs_then_recovers_with_nothing_lost() {
         "{error}"
     );
     assert!(
-        metric_sum(
-            &host,
+        host.metric_sum(
             "key_value_operation_duration_seconds_count",
             r#"outcome="error""#
         ) > 0.0
@@ -322,11 +312,11 @@ fn starts_not_ready_while_redis_is_down() {
         "alive all the same"
     );
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&host.admin_url("/readyz")).status != 200 {
-        assert!(Instant::now() < deadline, "never became ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "readiness after Redis came back",
+        Duration::from_secs(30),
+        || get(&host.admin_url("/readyz")).status == 200,
+    );
     assert_eq!(
         send(&agent(), "GET", &host.url("/heroes"), None).status,
         200
@@ -396,16 +386,11 @@ fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
         "{line}"
     );
     assert_eq!(
-        metric_sum(
-            &host,
-            "wasm_guest_traps_total",
-            r#"wasm_trap_kind="timeout""#
-        ),
+        host.metric_sum("wasm_guest_traps_total", r#"wasm_trap_kind="timeout""#),
         1.0
     );
     assert_eq!(
-        metric_sum(
-            &host,
+        host.metric_sum(
             "http_server_request_duration_seconds_count",
             r#"error_type="timeout""#
         ),
@@ -432,12 +417,7 @@ fn a_sleeping_guest_past_its_deadline_gets_504() {
     // The instance still waiting is ended from outside and counted as a
     // timeout, not as a host error.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric_sum(
-        &host,
-        "wasm_guest_traps_total",
-        r#"wasm_trap_kind="timeout""#,
-    ) < 1.0
-    {
+    while host.metric_sum("wasm_guest_traps_total", r#"wasm_trap_kind="timeout""#) < 1.0 {
         assert!(
             Instant::now() < deadline,
             "no timeout counted: {}",
@@ -446,11 +426,7 @@ fn a_sleeping_guest_past_its_deadline_gets_504() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        metric_sum(
-            &host,
-            "wasm_guest_traps_total",
-            r#"wasm_trap_kind="host_error""#
-        ),
+        host.metric_sum("wasm_guest_traps_total", r#"wasm_trap_kind="host_error""#),
         0.0
     );
 }
@@ -515,8 +491,7 @@ fn going_over_the_memory_limit_is_a_500_named_out_of_memory() {
         "a fresh instance serves the next request"
     );
     assert_eq!(
-        metric_sum(
-            &host,
+        host.metric_sum(
             "wasm_guest_traps_total",
             r#"wasm_trap_kind="out_of_memory""#
         ),
@@ -584,7 +559,7 @@ fn a_body_announced_over_the_limit_is_refused_before_the_guest_runs() {
     assert!(line.get("instance_reused").is_some(), "{line}");
     assert_eq!(line["instance_reused"], Value::Null, "no guest ran");
     assert_eq!(
-        metric_sum(&host, "wasm_invocations_total", ""),
+        host.metric_sum("wasm_invocations_total", ""),
         0.0,
         "no guest ran"
     );
@@ -596,7 +571,7 @@ fn a_body_announced_over_the_limit_is_refused_before_the_guest_runs() {
     });
     let line = lines.iter().find(|l| l["status"] == 200).unwrap();
     assert_eq!(line["instance_reused"], false, "{line}");
-    assert_eq!(metric_sum(&host, "wasm_invocations_total", ""), 1.0);
+    assert_eq!(host.metric_sum("wasm_invocations_total", ""), 1.0);
 }
 
 #[test]
@@ -744,11 +719,9 @@ fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric_sum(&host, "http_server_active_requests", "") < 4.0 {
-        assert!(Instant::now() < deadline, "the sleepers never got in");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the sleepers to get in", Duration::from_secs(10), || {
+        host.metric_sum("http_server_active_requests", "") >= 4.0
+    });
     let refused = send(&agent(), "GET", &host.url("/"), None);
     assert_eq!(
         finished.load(Ordering::SeqCst),
@@ -788,21 +761,16 @@ fn sigterm_under_load_drains_every_request_and_exits_zero() {
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric_sum(&host, "http_server_active_requests", "") < 200.0 {
-        assert!(
-            Instant::now() < deadline,
-            "not all 200 requests got in flight"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "all 200 requests in flight",
+        Duration::from_secs(15),
+        || host.metric_sum("http_server_active_requests", "") >= 200.0,
+    );
     assert_eq!(get(&admin).status, 200);
     host.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(&admin).status != 503 {
-        assert!(Instant::now() < deadline, "readiness did not flip");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("readiness to flip to 503", Duration::from_secs(5), || {
+        get(&admin).status == 503
+    });
     assert_eq!(
         finished.load(Ordering::SeqCst),
         0,

@@ -33,10 +33,6 @@ fn assert_valid(schema: &jsonschema::Validator, line: &Value) {
     );
 }
 
-fn metrics_text(host: &Host) -> String {
-    get(&host.admin_url("/metrics")).body
-}
-
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new(tool("promtool", "prometheus"))
         .args(["check", "metrics"])
@@ -150,7 +146,7 @@ fn prometheus_reads_exact_request_counts_per_route() {
 fn metrics_pass_promtool_before_and_after_traffic() {
     let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
     let host = start(&app, &[]);
-    for text in [metrics_text(&host), {
+    for text in [host.metrics_text(), {
         let agent = agent();
         for path in ["/", "/heroes", "/nope", "/chaos/trap", "/chaos/alloc?mb=1"] {
             send(&agent, "GET", &host.url(path), None);
@@ -161,7 +157,7 @@ fn metrics_pass_promtool_before_and_after_traffic() {
             &host.url("/heroes"),
             Some(r#"{"name":"a","power":"b"}"#),
         );
-        metrics_text(&host)
+        host.metrics_text()
     }] {
         let (clean, said) = promtool_check(&text);
         assert!(clean && said.is_empty(), "promtool: {said}\n{text}");
@@ -403,7 +399,7 @@ fn unmatched_paths_add_no_series() {
     let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
     let host = std::sync::Arc::new(start(&app, &[]));
-    let count = |host: &Host| series(&metrics_text(host)).len();
+    let count = |host: &Host| series(&host.metrics_text()).len();
     send(&agent(), "GET", &host.url("/warm-up-unmatched"), None);
     let before = count(&host);
     let threads: Vec<_> = (0..4)
@@ -421,7 +417,7 @@ fn unmatched_paths_add_no_series() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let text = metrics_text(&host);
+    let text = host.metrics_text();
     assert_eq!(
         series(&text).len(),
         before,
@@ -562,13 +558,7 @@ fn a_stalled_stdout_drops_and_counts_lines_without_stalling_requests() {
         );
         assert_eq!(reply.status, 200);
     }
-    let text = metrics_text(&host);
-    let dropped = text
-        .lines()
-        .find(|l| l.starts_with("hero_host_log_dropped_lines_total"))
-        .and_then(|l| l.rsplit_once(' '))
-        .and_then(|(_, v)| v.parse::<f64>().ok())
-        .expect("the drop counter");
+    let dropped = host.metric_sum("hero_host_log_dropped_lines_total", "");
     assert!(dropped > 0.0, "lines were dropped and counted");
     // Once the backlog drains, new lines get through again (a line sent
     // while the queue is still full is dropped, and counted).

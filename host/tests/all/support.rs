@@ -297,6 +297,21 @@ impl Host {
             .collect()
     }
 
+    /// The admin port's Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        get(&self.admin_url("/metrics")).body
+    }
+
+    /// The sum of the samples whose line starts with `prefix` and contains
+    /// `filter` (0 when there are none).
+    pub fn metric_sum(&self, prefix: &str, filter: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(filter))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    }
+
     /// Waits until `predicate` holds for the parsed lines, or panics.
     pub fn wait_for_lines(&self, what: &str, predicate: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -457,6 +472,16 @@ pub fn raw_status(response: &[u8]) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// Polls `done` every 5 ms until it holds; fails naming `what` after
+/// `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Finds a system tool, or fails saying how to install it.
