@@ -19,21 +19,53 @@ pub const TEAM_MAX: usize = 100;
 const KEY_PREFIX: &str = "hero:";
 
 /// A hero's id: a ULID, so ids sort in creation order.
+///
+/// The 80 bits a ULID leaves random after its millisecond timestamp start here
+/// with the nanoseconds within that millisecond (20 bits), then 60 random bits.
+/// Instances do not share memory, so a per-instance monotonic counter alone
+/// would order two heroes created in the same millisecond by different instances
+/// at random; the sub-millisecond clock orders them by the wall clock every
+/// instance of a host reads (and across replicas, as well as their clocks agree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HeroId(Ulid);
 
+/// Bits of a ULID after its millisecond timestamp.
+const ULID_RANDOM_BITS: u32 = 80;
+/// Of those, the bits holding nanoseconds within the millisecond (< 2^20).
+const SUB_MILLI_BITS: u32 = 20;
+
 impl HeroId {
-    /// A new id for a hero created at `at`; monotonic within this instance, so
-    /// heroes created in the same millisecond keep their order.
+    /// A new id for a hero created at `at`: ordered by `at` to the nanosecond,
+    /// and strictly after every id this instance made before, so heroes created
+    /// within one clock tick keep their order too.
     pub fn generate(at: SystemTime) -> Self {
         use std::sync::Mutex;
-        static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
-        let mut generator = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
-        // Overflow needs 2^80 ids in one millisecond; fall back to a fresh id.
-        let id = generator
-            .generate_from_datetime(at)
-            .unwrap_or_else(|_| Ulid::from_datetime(at));
+        static LAST: Mutex<Option<Ulid>> = Mutex::new(None);
+        let candidate = Self::at_time(at, Ulid::generate().random());
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let id = match *last {
+            // The clock stood still or stepped back: count on from the last id
+            // (into the next millisecond if this one is full).
+            Some(previous) if candidate <= previous => {
+                previous.increment().unwrap_or_else(|overflowed| overflowed)
+            }
+            _ => candidate,
+        };
+        *last = Some(id);
         HeroId(id)
+    }
+
+    /// The id for `at` with `random` supplying the random bits (only the low
+    /// 60 are used).
+    fn at_time(at: SystemTime, random: u128) -> Ulid {
+        let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let random_bits = ULID_RANDOM_BITS - SUB_MILLI_BITS;
+        let random = random & ((1u128 << random_bits) - 1);
+        let sub_milli = u128::from(since_epoch.subsec_nanos() % 1_000_000);
+        Ulid::from_parts(
+            u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+            (sub_milli << random_bits) | random,
+        )
     }
 
     /// Parses the 26-character form; `None` for anything else.
@@ -426,6 +458,26 @@ mod tests {
         assert_eq!(replaced.id, hero.id);
         assert_eq!(replaced.created_at, hero.created_at);
         assert_eq!((replaced.name.as_str(), replaced.team), ("x", None));
+    }
+
+    #[test]
+    fn ids_order_by_time_within_a_millisecond() {
+        let start = UNIX_EPOCH + Duration::from_millis(1_795_513_845_250);
+        // As two instances would: an id made a nanosecond later sorts later
+        // whatever the random bits, and keeps the millisecond timestamp.
+        let nanos = [1u64, 2, 500, 999_999];
+        let at = |n: u64| start + Duration::from_nanos(n);
+        for pair in nanos.windows(2) {
+            let earlier = HeroId::at_time(at(pair[0]), u128::MAX);
+            let later = HeroId::at_time(at(pair[1]), 0);
+            assert!(earlier < later, "{earlier} !< {later}");
+            assert_eq!(later.timestamp_ms(), 1_795_513_845_250);
+        }
+        let ids: Vec<HeroId> = nanos.iter().map(|&n| HeroId::generate(at(n))).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        // A clock that steps back still yields a later id on this instance.
+        let earlier = HeroId::generate(start);
+        assert!(earlier > ids[3]);
     }
 
     #[test]

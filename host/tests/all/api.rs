@@ -241,3 +241,43 @@ fn data_survives_a_restart() {
     );
     assert_eq!((fetched.status, fetched.json()), (200, hero));
 }
+
+#[test]
+fn heroes_made_at_once_by_several_instances_list_in_creation_order() {
+    // Four clients at once keep four instances busy, so many heroes are made
+    // in the same millisecond by different instances; the list must still be
+    // in creation order, which each hero's microsecond created_at shows.
+    let app = AppDir::registry();
+    let host = start(&app, &[]);
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let host = &host;
+            scope.spawn(move || {
+                let agent = agent();
+                for n in 0..50 {
+                    let body = json!({"name": format!("{client}-{n}"), "power": "p"});
+                    let reply = send(
+                        &agent,
+                        "POST",
+                        &host.url("/heroes"),
+                        Some(&body.to_string()),
+                    );
+                    assert_eq!(reply.status, 201, "{}", reply.body);
+                }
+            });
+        }
+    });
+    let listed = send(&agent(), "GET", &host.url("/heroes?limit=1000"), None).json();
+    let made_at: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hero| hero["created_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(made_at.len(), 200);
+    let out_of_order: Vec<_> = made_at.windows(2).filter(|w| w[0] > w[1]).collect();
+    assert!(
+        out_of_order.is_empty(),
+        "listed out of creation order: {out_of_order:?}"
+    );
+}
