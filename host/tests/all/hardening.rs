@@ -323,6 +323,61 @@ fn starts_not_ready_while_redis_is_down() {
     );
 }
 
+#[test]
+fn writes_waiting_for_another_process_lock_hold_up_no_other_request() {
+    let app = AppDir::registry();
+    let host = Arc::new(start(&app, &[]));
+    let stored = send(
+        &agent(),
+        "POST",
+        &host.url("/heroes"),
+        Some(r#"{"name":"Before","power":"p"}"#),
+    );
+    assert_eq!(stored.status, 201);
+    let id = stored.json()["id"].as_str().unwrap().to_owned();
+
+    // Another process on the same file (as `spin up` or a second host would
+    // be) holds the write lock; more writers arrive than the host has threads.
+    let other = rusqlite::Connection::open(app.path("state/sqlite_key_value.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|n| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                let body = json!({"name": format!("waiting {n}"), "power": "p"}).to_string();
+                send(&agent(), "POST", &host.url("/heroes"), Some(&body)).status
+            })
+        })
+        .collect();
+    wait_until("the writers to get in", Duration::from_secs(10), || {
+        host.metric_sum("http_server_active_requests", "") >= 4.0
+    });
+    std::thread::sleep(Duration::from_millis(300)); // into the store call
+
+    // Reads (WAL readers take no write lock) and other routes are served.
+    let read = send(&agent(), "GET", &host.url(&format!("/heroes/{id}")), None);
+    assert_eq!(
+        (read.status, read.json()["name"].clone()),
+        (200, json!("Before"))
+    );
+    assert_eq!(get(&host.url("/")).status, 200);
+    assert!(
+        writers.iter().all(|w| !w.is_finished()),
+        "the lock is still held, so the writers still wait"
+    );
+
+    other.execute_batch("COMMIT").unwrap();
+    for writer in writers {
+        assert_eq!(
+            writer.join().unwrap(),
+            201,
+            "committed once the lock is free"
+        );
+    }
+    let listed = send(&agent(), "GET", &host.url("/heroes"), None).json();
+    assert_eq!(listed.as_array().unwrap().len(), 5);
+}
+
 // ---------------------------------------------------------------- guests
 
 #[test]
