@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{AppDir, agent, get, run_to_exit, send, start, try_start};
+use crate::support::{
+    AppDir, Host, agent, get, run_to_exit, send, start, start_with_env, try_start,
+};
 
 /// Holds a port, so a host that tried to bind it would fail with exit 1.
 fn held_port() -> (TcpListener, String) {
@@ -488,26 +490,85 @@ fn seeds_the_default_store_with_key_value_flags() {
     assert_eq!((empty.status, empty.body.as_str()), (200, ""));
 }
 
-#[test]
-fn a_reuse_count_of_one_gives_every_request_a_fresh_instance() {
-    let app = AppDir::registry();
-    let host = start(&app, &["--max-instance-reuse-count", "1"]);
-    for _ in 0..5 {
+/// `instance_reused` of the invocation lines of `count` sequential `GET /`.
+fn reuse_of_sequential_requests(host: &Host, count: usize) -> Vec<Value> {
+    for _ in 0..count {
         assert_eq!(get(&host.url("/")).status, 200);
     }
-    let lines = host.wait_for_lines("five invocation lines", |lines| {
-        lines
-            .iter()
-            .filter(|l| l["target"] == "hero_host::request")
-            .count()
-            == 5
+    let is_invocation = |l: &&Value| l["target"] == "hero_host::request";
+    let lines = host.wait_for_lines("the invocation lines", |lines| {
+        lines.iter().filter(is_invocation).count() == count
     });
-    let reused: Vec<_> = lines
+    lines
         .iter()
-        .filter(|l| l["target"] == "hero_host::request")
+        .filter(is_invocation)
         .map(|l| l["instance_reused"].clone())
-        .collect();
-    assert_eq!(reused, vec![json!(false); 5]);
+        .collect()
+}
+
+#[test]
+fn instances_are_reused_by_default_and_fresh_at_a_reuse_count_of_one() {
+    let app = AppDir::registry();
+    let reusing = start(&app, &[]);
+    assert_eq!(
+        reuse_of_sequential_requests(&reusing, 4),
+        [json!(false), json!(true), json!(true), json!(true)]
+    );
+    let fresh = start(&app, &["--max-instance-reuse-count", "1"]);
+    assert_eq!(
+        reuse_of_sequential_requests(&fresh, 4),
+        vec![json!(false); 4]
+    );
+}
+
+#[test]
+fn environment_variables_configure_the_host() {
+    let app = AppDir::registry();
+    let host = start_with_env(
+        &app,
+        &[],
+        &[
+            ("HERO_HOST_MAX_INSTANCE_REUSE_COUNT", "1"),
+            ("HERO_HOST_SERVICE_NAME", "registry-from-env"),
+            ("HERO_HOST_SERVICE_INSTANCE_ID", "pod-7"),
+        ],
+    );
+    assert_eq!(
+        reuse_of_sequential_requests(&host, 2),
+        vec![json!(false); 2]
+    );
+    let target_info = host
+        .metrics_text()
+        .lines()
+        .find(|l| l.starts_with("target_info{"))
+        .map(str::to_owned)
+        .expect("target_info");
+    for label in [
+        r#"service_name="registry-from-env""#,
+        r#"service_instance_id="pod-7""#,
+        &format!(r#"service_version="{}""#, env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(target_info.contains(label), "{label} in {target_info}");
+    }
+}
+
+#[test]
+fn the_admin_endpoints_are_not_on_the_public_port() {
+    let app = AppDir::registry();
+    let host = start(&app, &[]);
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let public = get(&host.url(path));
+        assert_eq!(
+            (public.status, public.json()),
+            (404, json!({"detail": "Not Found"})),
+            "{path} on the public port"
+        );
+        assert_eq!(
+            get(&host.admin_url(path)).status,
+            200,
+            "{path} on the admin port"
+        );
+    }
 }
 
 #[test]

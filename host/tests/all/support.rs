@@ -130,9 +130,22 @@ pub fn start(app: &AppDir, args: &[&str]) -> Host {
     try_start(app, args).unwrap_or_else(|failure| panic!("hero-host did not start: {failure}"))
 }
 
+/// As [`start`], with environment variables set for the host (the test's own
+/// `HERO_HOST_*` variables are never passed on).
+pub fn start_with_env(app: &AppDir, args: &[&str], env: &[(&str, &str)]) -> Host {
+    let mut command = command(app, args);
+    command.envs(env.iter().copied());
+    spawn(command).unwrap_or_else(|failure| panic!("hero-host did not start: {failure}"))
+}
+
 /// As [`start`], but returns the exit status and output if it fails to start.
 pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
-    let mut child = command(app, args)
+    spawn(command(app, args))
+}
+
+/// Spawns a `hero-host up` command and waits until it serves.
+fn spawn(mut command: Command) -> Result<Host, String> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
