@@ -682,6 +682,52 @@ fn too_many_headers_get_431_and_a_long_uri_414() {
 }
 
 #[test]
+fn idle_keep_alive_connections_are_closed_quietly_busy_ones_kept() {
+    let app = AppDir::registry();
+    let host = start(&app, &["--header-read-timeout", "1s"]);
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let read_response = |stream: &mut TcpStream| {
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    };
+    let mut stream = TcpStream::connect(host.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // A request every 400 ms: the timeout counts idle time, not the
+    // connection's age, so 2.4 s of use outlive the 1 s timeout.
+    for _ in 0..6 {
+        stream.write_all(request).unwrap();
+        read_response(&mut stream);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    stream.write_all(request).unwrap();
+    read_response(&mut stream);
+    // Then idle: the host closes the connection (EOF, not the read timeout).
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("closed by the host");
+    assert!(rest.is_empty(), "{rest:?}");
+
+    let lines = host.wait_for_lines("seven invocation lines", |lines| {
+        lines
+            .iter()
+            .filter(|l| l["target"] == "hero_host::request")
+            .count()
+            == 7
+    });
+    let loud: Vec<_> = lines
+        .iter()
+        .filter(|l| l["level"] == "warn" || l["level"] == "error")
+        .collect();
+    assert!(loud.is_empty(), "an idle close is not a failure: {loud:?}");
+}
+
+#[test]
 fn slow_clients_are_cut_off_while_healthy_clients_see_no_errors() {
     let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
