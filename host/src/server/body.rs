@@ -95,14 +95,17 @@ pub enum Unfinished {
     ClientGone(&'static str),
     /// Sending failed, or the guest cut its response short.
     Failed(String),
+    /// The host stopped and the shutdown grace period had elapsed.
+    CutOff,
 }
 
 impl Unfinished {
-    /// `error.type`: `client_closed` or `response_failed`.
+    /// `error.type`: `client_closed`, `response_failed` or `shutdown`.
     pub fn error_type(&self) -> &'static str {
         match self {
             Unfinished::ClientGone(_) => "client_closed",
             Unfinished::Failed(_) => "response_failed",
+            Unfinished::CutOff => "shutdown",
         }
     }
 
@@ -111,6 +114,7 @@ impl Unfinished {
         match self {
             Unfinished::ClientGone(when) => when.to_owned(),
             Unfinished::Failed(reason) => reason,
+            Unfinished::CutOff => "cut off at shutdown: the grace period elapsed".to_owned(),
         }
     }
 }

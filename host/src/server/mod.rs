@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use self::linger::LingeringStream;
 use self::proxy::App;
@@ -55,8 +56,11 @@ pub async fn serve_public(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    // The connection tasks, to cut off those still open when the grace ends.
+    let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = &mut shutdown => break,
             permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -75,7 +79,7 @@ pub async fn serve_public(
         let connection = graceful
             .watch(builder.serve_connection(TokioIo::new(LingeringStream::new(stream)), service));
         let app = app.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(error) = connection.await {
                 connection_failed(&app, client, &error);
             }
@@ -95,11 +99,26 @@ pub async fn serve_public(
             true
         }
         () = tokio::time::sleep(grace) => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period elapsed with connections still open");
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                open_connections = tasks.len(),
+                "shutdown grace period elapsed; cutting off the requests still in flight"
+            );
+            // Dropping a connection's task ends its request with a 503 line
+            // (`error_type` shutdown), before the host says it stopped.
+            app.cut_off_in_flight();
+            tasks.abort_all();
+            let _ = tokio::time::timeout(CUT_OFF_WAIT, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
             false
         }
     }
 }
+
+/// How long cut-off connection tasks get to record their requests.
+const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
 
 /// The next connection of `listener`. A failed accept (out of file
 /// descriptors and the like) is logged and retried after a short pause.

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,6 +45,9 @@ pub struct App {
     logs: LogSink,
     limits: Limits,
     permits: Arc<Semaphore>,
+    /// Set when the shutdown grace period has elapsed: requests still in
+    /// flight are being cut off by the host, not left by their clients.
+    cutting_off: AtomicBool,
 }
 
 impl App {
@@ -64,7 +67,13 @@ impl App {
             logs,
             limits,
             permits: Arc::new(Semaphore::new(max_concurrent_requests as usize)),
+            cutting_off: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, requests that end unfinished were cut off by shutdown.
+    pub fn cut_off_in_flight(&self) {
+        self.cutting_off.store(true, Ordering::SeqCst);
     }
 
     /// The metrics (for the admin server).
@@ -442,6 +451,18 @@ impl Record {
         self.done = true;
         let duration = self.started.elapsed();
         let assignment = self.info.assignment();
+        // An abandoned request after the grace period was cut off by the host.
+        let (error, status) = match error {
+            Some(Unfinished::ClientGone(_)) if self.app.cutting_off.load(Ordering::Relaxed) => (
+                Some(Unfinished::CutOff),
+                if status == CLIENT_CLOSED_REQUEST {
+                    503
+                } else {
+                    status
+                },
+            ),
+            other => (other, status),
+        };
         if let Some(error) = error {
             self.error_type.get_or_insert(error.error_type());
             self.error.get_or_insert_with(|| error.into_reason());
@@ -455,15 +476,12 @@ impl Record {
         let app = &self.app;
         let component = self.component.map(|i| &app.runtime.components[i]);
         let request_bytes = self.request_body.bytes.load(Ordering::Relaxed);
-        let guest_failed = matches!(
+        // Failures of the guest or the host are errors whatever the status.
+        let failed = matches!(
             self.error_type,
-            Some("trap" | "timeout" | "response_failed")
+            Some("trap" | "timeout" | "response_failed" | "shutdown")
         );
-        let level = if guest_failed {
-            "error"
-        } else {
-            level_of(status)
-        };
+        let level = if failed { "error" } else { level_of(status) };
         app.logs.invocation(&Invocation {
             level,
             request_id: &self.info.request_id,

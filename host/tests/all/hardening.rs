@@ -902,3 +902,61 @@ fn sigint_also_stops_cleanly() {
     host.signal("INT");
     assert_eq!(host.wait(Duration::from_secs(10)).code(), Some(0));
 }
+
+#[test]
+fn past_the_grace_period_requests_are_cut_off_logged_as_503_and_no_new_ones_taken() {
+    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let mut host = start(&app, &["--shutdown-grace", "1s"]);
+    let url = host.url("/chaos/sleep?ms=30000");
+    let sleeper = std::thread::spawn(move || {
+        let reply = agent().get(&url).call();
+        reply
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    });
+    wait_until("the sleeper to get in", Duration::from_secs(10), || {
+        host.metric_sum("http_server_active_requests", "") >= 1.0
+    });
+    host.signal("TERM");
+    host.wait_for_lines("draining", |lines| {
+        lines.iter().any(|l| l["message"] == "shutting down")
+    });
+    assert!(
+        TcpStream::connect(host.addr).is_err(),
+        "no new connections while draining"
+    );
+    assert_eq!(host.wait(Duration::from_secs(20)).code(), Some(0));
+    assert!(
+        sleeper.join().unwrap().is_err(),
+        "the cut-off client gets no response"
+    );
+
+    let lines = host.json_lines();
+    let cut: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["path"] == "/chaos/sleep")
+        .collect();
+    assert_eq!(cut.len(), 1, "{lines:?}");
+    assert_eq!(
+        (&cut[0]["status"], &cut[0]["level"]),
+        (&json!(503), &json!("error")),
+        "{}",
+        cut[0]
+    );
+    assert!(
+        cut[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cut off at shutdown"),
+        "{}",
+        cut[0]
+    );
+    assert!(lines.iter().any(|l| l["level"] == "warn"
+        && l["message"]
+            == "shutdown grace period elapsed; cutting off the requests still in flight"));
+    assert_eq!(
+        lines.last().unwrap()["message"],
+        "stopped",
+        "the cut request is logged before the host says it stopped"
+    );
+}
