@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, Redis, agent, get, raw_exchange, raw_status, send,
-    start, wait_until,
+    AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, Redis, agent, get, is_invocation, raw_exchange,
+    raw_status, send, start, wait_until,
 };
 
 // ---------------------------------------------------------------- key-value
@@ -231,9 +231,7 @@ fn a_redis_outage_gives_5xx_and_clear_logs_then_recovers_with_nothing_lost() {
         lines
             .iter()
             .any(|l| l["message"] == "key-value operation failed")
-            && lines
-                .iter()
-                .any(|l| l["target"] == "hero_host::request" && l["status"] == 500)
+            && lines.iter().any(|l| is_invocation(l) && l["status"] == 500)
     });
     let warning = lines
         .iter()
@@ -249,7 +247,7 @@ fn a_redis_outage_gives_5xx_and_clear_logs_then_recovers_with_nothing_lost() {
     );
     let invocation = lines
         .iter()
-        .find(|l| l["target"] == "hero_host::request" && l["status"] == 500)
+        .find(|l| is_invocation(l) && l["status"] == 500)
         .unwrap();
     assert_eq!(invocation["level"], "error");
     let error = invocation["error"]
@@ -421,9 +419,7 @@ fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
     // From the host's own clock (request head in, response out), so that
     // client-side thread scheduling on a busy machine does not count.
     let lines = host.wait_for_lines("the timeout line", |lines| {
-        lines
-            .iter()
-            .any(|l| l["target"] == "hero_host::request" && l["status"] == 504)
+        lines.iter().any(|l| is_invocation(l) && l["status"] == 504)
     });
     let line = lines.iter().find(|l| l["status"] == 504).unwrap();
     let host_ms = line["duration_ms"].as_f64().unwrap();
@@ -713,13 +709,8 @@ fn idle_keep_alive_connections_are_closed_quietly_busy_ones_kept() {
     stream.read_to_end(&mut rest).expect("closed by the host");
     assert!(rest.is_empty(), "{rest:?}");
 
-    let lines = host.wait_for_lines("seven invocation lines", |lines| {
-        lines
-            .iter()
-            .filter(|l| l["target"] == "hero_host::request")
-            .count()
-            == 7
-    });
+    host.wait_for_invocations(7);
+    let lines = host.json_lines();
     let loud: Vec<_> = lines
         .iter()
         .filter(|l| l["level"] == "warn" || l["level"] == "error")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, agent, get, run_to_exit, send, start, start_with_env, try_start,
+    AppDir, Host, agent, get, is_invocation, run_to_exit, send, start, start_with_env, try_start,
 };
 
 /// Holds a port, so a host that tried to bind it would fail with exit 1.
@@ -205,9 +205,7 @@ fn routes_by_spin_precedence() {
         let reply = get(&host.url(path));
         assert_eq!(reply.status, 200, "{path}: {}", reply.body);
         let lines = host.wait_for_lines("the invocation line", |lines| {
-            lines
-                .iter()
-                .any(|l| l["target"] == "hero_host::request" && l["path"] == path)
+            lines.iter().any(|l| is_invocation(l) && l["path"] == path)
         });
         let line = lines
             .iter()
@@ -495,13 +493,8 @@ fn reuse_of_sequential_requests(host: &Host, count: usize) -> Vec<Value> {
     for _ in 0..count {
         assert_eq!(get(&host.url("/")).status, 200);
     }
-    let is_invocation = |l: &&Value| l["target"] == "hero_host::request";
-    let lines = host.wait_for_lines("the invocation lines", |lines| {
-        lines.iter().filter(is_invocation).count() == count
-    });
-    lines
+    host.wait_for_invocations(count)
         .iter()
-        .filter(is_invocation)
         .map(|l| l["instance_reused"].clone())
         .collect()
 }

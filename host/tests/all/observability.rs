@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Prometheus, REGISTRY_AND_CHAOS_MANIFEST, agent, get, raw_exchange, raw_status,
-    sample_value, send, start, tool,
+    AppDir, Host, Prometheus, REGISTRY_AND_CHAOS_MANIFEST, agent, get, is_invocation, raw_exchange,
+    raw_status, sample_value, send, start, tool,
 };
 
 /// The log-line schema, compiled.
@@ -235,18 +235,12 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
             *answered.entry(status).or_default() += count;
         }
     }
-    host.wait_for_lines("1000 invocation lines", |lines| {
-        lines
-            .iter()
-            .filter(|l| l["target"] == "hero_host::request")
-            .count()
-            >= before + 1000
-    });
+    host.wait_for_invocations(before + 1000);
     std::thread::sleep(Duration::from_millis(300));
     let lines = host.json_lines();
     let invocations: Vec<&Value> = lines
         .iter()
-        .filter(|l| l["target"] == "hero_host::request")
+        .filter(|l| is_invocation(l))
         .skip(before)
         .collect();
     assert_eq!(
@@ -351,13 +345,7 @@ fn hostile_bytes_in_paths_and_headers_still_give_one_valid_line_each() {
             String::from_utf8_lossy(request)
         );
     }
-    host.wait_for_lines("one line per hostile request", |lines| {
-        lines
-            .iter()
-            .filter(|l| l["target"] == "hero_host::request")
-            .count()
-            >= before + requests.len()
-    });
+    host.wait_for_invocations(before + requests.len());
     std::thread::sleep(Duration::from_millis(300));
     let schema = schema();
     let raw = host.lines();
@@ -488,7 +476,7 @@ fn guest_lines_are_attributed_merged_and_capped() {
     let lines = host.json_lines();
     let prints: HashMap<&str, &Value> = lines
         .iter()
-        .filter(|l| l["target"] == "hero_host::request" && l["path"] == "/chaos/print")
+        .filter(|l| is_invocation(l) && l["path"] == "/chaos/print")
         .map(|l| (l["request_id"].as_str().unwrap(), l))
         .collect();
     assert_eq!(prints.len(), 202);

@@ -241,6 +241,11 @@ fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     Some((field("address=")?, field("admin_address=")?))
 }
 
+/// Whether a parsed log line is an invocation line (one per request).
+pub fn is_invocation(line: &Value) -> bool {
+    line["target"] == "hero_host::request"
+}
+
 /// The `hero-host up` command for an app directory, ports 0.
 pub fn command(app: &AppDir, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hero-host"));
@@ -306,8 +311,16 @@ impl Host {
     pub fn invocations(&self) -> Vec<Value> {
         self.json_lines()
             .into_iter()
-            .filter(|l| l["target"] == "hero_host::request")
+            .filter(is_invocation)
             .collect()
+    }
+
+    /// Waits until there are at least `count` invocation lines; returns them.
+    pub fn wait_for_invocations(&self, count: usize) -> Vec<Value> {
+        let lines = self.wait_for_lines(&format!("{count} invocation lines"), |lines| {
+            lines.iter().filter(|l| is_invocation(l)).count() >= count
+        });
+        lines.into_iter().filter(is_invocation).collect()
     }
 
     /// The admin port's Prometheus text.
