@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::load::{LoadReport, SeedReport};
-use crate::report::{self, CrossCheck, LogRow, Machine, Results, Row, ScrapeRow, StartRow};
+use crate::report::{
+    self, CrossCheck, LogRow, Machine, PriceRound, PriceRow, Results, Row, ScrapeRow, StartRow,
+};
 use crate::server::{self, Launch, Server};
 
 /// Body of every `POST /heroes`; `{n}` is a counter, so names differ.
@@ -100,6 +102,11 @@ pub struct RunArgs {
     /// First port; contender i listens on base + 10·i (admin on the next).
     #[arg(long, env = "BENCH_PORT_BASE", default_value = "38080")]
     port_base: u16,
+    /// Rounds of the interleaved measurement that prices the instrumentation
+    /// (telemetry on against off, both servers up, alternating which goes
+    /// first; the targets use the median round). 0 skips it.
+    #[arg(long, env = "BENCH_PRICE_ROUNDS", default_value = "3")]
+    pub price_rounds: usize,
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -256,6 +263,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let note = format!("{}: not measured: {error:#}", contender.label);
             eprintln!("   {note}");
             results.notes.push(note);
+        }
+    }
+
+    if args.price_rounds > 0 {
+        for (scenario, on, off) in [
+            (Scenario::GetHero, "hero-host", "hero-host-off"),
+            (Scenario::Hello, "hello-hero-host", "hello-hero-host-off"),
+        ] {
+            let find = |key| contenders.iter().find(|c| c.key == key);
+            let (Some(on), Some(off)) = (find(on), find(off)) else {
+                continue;
+            };
+            eprintln!("== instrumentation price: {} ==", scenario.short());
+            match runner.price(on, off, scenario) {
+                Ok(row) => results.prices.push(row),
+                Err(error) => results.notes.push(format!(
+                    "instrumentation price of {}: not measured: {error:#}",
+                    scenario.short()
+                )),
+            }
         }
     }
 
@@ -698,6 +725,58 @@ impl Runner<'_> {
             results.stderr.push((contender.key.to_owned(), stderr));
         }
         exit.map(|_| ()).context("stopping the server")
+    }
+
+    /// Telemetry on against off, interleaved: both servers up (one loaded at a
+    /// time), `price_rounds` rounds, alternating which goes first, so drift
+    /// of the machine during the run falls on both sides alike.
+    fn price(
+        &self,
+        on: &Contender,
+        off: &Contender,
+        scenario: Scenario,
+    ) -> anyhow::Result<PriceRow> {
+        let mut servers = Vec::new();
+        for contender in [on, off] {
+            if let Some(dir) = &contender.state_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let (mut server, started) = server::start(&contender.launch, &self.args.server_cpu)?;
+            server.wait_ready(contender.launch.listen, "/", started, START_TIMEOUT)?;
+            let ids = self
+                .scratch
+                .join(format!("price-ids-{}.txt", contender.key));
+            if scenario == Scenario::GetHero {
+                self.seed(contender.launch.listen, &ids)?;
+            }
+            servers.push((server, ids));
+        }
+        let mut rounds = Vec::new();
+        for round in 0..self.args.price_rounds {
+            let mut rps = [0.0; 2];
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let (server, ids) = &mut servers[side];
+                rps[side] = self.load(server, scenario.load_args(ids), &[])?.0.rps;
+            }
+            let round = PriceRound::new(rps[0], rps[1]);
+            eprintln!(
+                "   on {:.0} req/s, off {:.0} req/s: cost {:.1}%",
+                round.on_rps,
+                round.off_rps,
+                round.cost * 100.0
+            );
+            rounds.push(round);
+        }
+        for (server, _) in servers {
+            server.stop(STOP_GRACE)?;
+        }
+        for contender in [on, off] {
+            if let (Some(log), false) = (&contender.launch.stdout, self.args.keep) {
+                let _ = std::fs::remove_file(log);
+            }
+        }
+        Ok(PriceRow::new(scenario, &on.label, rounds))
     }
 
     /// Runs `hero-bench seed` against the server.
