@@ -100,7 +100,9 @@ pub struct RunArgs {
     #[arg(long, env = "BENCH_WRK", default_value = "ceiling", value_parser = ["ceiling", "hello", "off"])]
     wrk: String,
     /// First port; contender i listens on base + 10·i (admin on the next).
-    #[arg(long, env = "BENCH_PORT_BASE", default_value = "38080")]
+    /// Below the ephemeral range: a port the run's own client sockets took
+    /// could not be listened on again.
+    #[arg(long, env = "BENCH_PORT_BASE", default_value = "18080")]
     port_base: u16,
     /// Rounds of the interleaved measurement that prices the instrumentation
     /// (telemetry on against off, both servers up, alternating which goes
