@@ -4,6 +4,7 @@
 
 mod builder;
 mod cli;
+mod fd_limit;
 mod kv;
 mod manifest;
 mod outbound;

@@ -56,6 +56,7 @@ fn config(error: anyhow::Error) -> Failure {
 
 /// Runs `hero-host up` to completion.
 pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
+    open_files_limit();
     let manifest = Manifest::load(&args.manifest.path).map_err(config)?;
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::load(path).map_err(config)?,
@@ -229,6 +230,31 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
     metrics.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the open-files limit and says what it is; a limit below the
+/// connection cap is worth a warning, not a refusal to start.
+fn open_files_limit() {
+    let shown =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    match crate::fd_limit::raise_open_files_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                open_files_limit = %shown(limit.now),
+                started_with = %shown(limit.before),
+                "open files limit"
+            );
+            if limit.now.is_some_and(|now| now < MAX_CONNECTIONS as u64) {
+                tracing::warn!(
+                    open_files_limit = %shown(limit.now),
+                    max_connections = MAX_CONNECTIONS,
+                    "the open files limit is below the connection cap: past it, new \
+                     connections wait (raise the hard limit, e.g. ulimit -Hn)"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "cannot raise the open files limit"),
+    }
 }
 
 /// `--state-dir`, else the runtime config's `state_dir`, else `.spin` next to

@@ -711,8 +711,11 @@ fn idle_keep_alive_connections_are_closed_quietly_busy_ones_kept() {
 
     host.wait_for_invocations(7);
     let lines = host.json_lines();
+    // Start-up may warn about the machine (a low open-files limit); what
+    // the connection and its requests log must stay quiet.
     let loud: Vec<_> = lines
         .iter()
+        .filter(|l| l["target"] == "hero_host::server" || is_invocation(l))
         .filter(|l| l["level"] == "warn" || l["level"] == "error")
         .collect();
     assert!(loud.is_empty(), "an idle close is not a failure: {loud:?}");

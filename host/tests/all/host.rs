@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, agent, get, is_invocation, run_to_exit, send, start, start_with_env, try_start,
+    AppDir, Host, agent, get, is_invocation, run_to_exit, send, start, start_with_env,
+    start_wrapped, try_start,
 };
 
 /// Holds a port, so a host that tried to bind it would fail with exit 1.
@@ -603,4 +604,40 @@ fn build_runs_each_components_build_command_and_reports_failures() {
     // `up --build` stops on the same failure, before serving.
     let (status, _, stderr) = run_to_exit(&failing, &["--build"]);
     assert_eq!(status.code(), Some(1), "{stderr}");
+}
+
+#[test]
+fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
+    let app = AppDir::registry();
+    let host = start_wrapped(&app, &[], &["prlimit", "--nofile=256:4096", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", host.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, ["4096", "4096"], "{limits}");
+    let said = host.wait_for_lines("the limit line", |lines| {
+        lines.iter().any(|l| l["message"] == "open files limit")
+    });
+    let line = said
+        .iter()
+        .find(|l| l["message"] == "open files limit")
+        .unwrap();
+    assert_eq!(
+        (&line["open_files_limit"], &line["started_with"]),
+        (&json!("4096"), &json!("256"))
+    );
+    assert!(
+        said.iter().any(|l| l["level"] == "warn"
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .contains("below the connection cap")),
+        "4096 < 10,000 connections is worth a warning"
+    );
+    assert_eq!(get(&host.url("/")).status, 200);
 }

@@ -138,6 +138,24 @@ pub fn start_with_env(app: &AppDir, args: &[&str], env: &[(&str, &str)]) -> Host
     spawn(command).unwrap_or_else(|failure| panic!("hero-host did not start: {failure}"))
 }
 
+/// As [`start`], run through `wrapper` (a program that execs the rest of
+/// its arguments, such as `prlimit --nofile=...  --`).
+pub fn start_wrapped(app: &AppDir, args: &[&str], wrapper: &[&str]) -> Host {
+    let inner = command(app, args);
+    let mut wrapped = Command::new(wrapper[0]);
+    wrapped
+        .args(&wrapper[1..])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    spawn(wrapped).unwrap_or_else(|failure| panic!("hero-host did not start: {failure}"))
+}
+
 /// As [`start`], but returns the exit status and output if it fails to start.
 pub fn try_start(app: &AppDir, args: &[&str]) -> Result<Host, String> {
     spawn(command(app, args))
@@ -321,6 +339,11 @@ impl Host {
             lines.iter().filter(|l| is_invocation(l)).count() >= count
         });
         lines.into_iter().filter(is_invocation).collect()
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The admin port's Prometheus text.
