@@ -617,13 +617,7 @@ fn a_traceparent_is_continued_in_the_lines_and_passed_to_the_guest() {
     let host_span = parts[2];
     assert_ne!(host_span, caller_span, "the host's own span");
 
-    let lines = host.wait_for_lines("the traced line", |lines| {
-        lines.iter().any(|l| l["path"] == "/chaos/headers")
-    });
-    let line = lines
-        .iter()
-        .find(|l| l["path"] == "/chaos/headers")
-        .unwrap();
+    let line = host.wait_for_line("the traced line", |l| l["path"] == "/chaos/headers");
     assert_eq!(line["trace_id"], trace_id, "{line}");
     assert_eq!(line["span_id"], host_span, "{line}");
 

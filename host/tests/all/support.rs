@@ -378,6 +378,12 @@ impl Host {
         }
     }
 
+    /// Waits for the first line that `matches`, and returns it.
+    pub fn wait_for_line(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let lines = self.wait_for_lines(what, |lines| lines.iter().any(&matches));
+        lines.into_iter().find(|l| matches(l)).expect("just seen")
+    }
+
     /// Stops (or resumes) reading the host's stdout, as a slow collector would.
     pub fn pause_stdout(&self, paused: bool) {
         self.paused
