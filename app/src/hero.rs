@@ -41,7 +41,8 @@ impl HeroId {
     pub fn generate(at: SystemTime) -> Self {
         use std::sync::Mutex;
         static LAST: Mutex<Option<Ulid>> = Mutex::new(None);
-        let candidate = Self::at_time(at, Ulid::generate().random());
+        // Random bits only: `at` is the one clock reading this id gets.
+        let candidate = Self::at_time(at, Ulid::from_datetime(at).random());
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
         let id = match *last {
             // The clock stood still or stepped back: count on from the last id
