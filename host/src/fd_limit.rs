@@ -18,22 +18,18 @@ pub struct OpenFilesLimit {
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit.
 pub fn raise_open_files_limit() -> std::io::Result<OpenFilesLimit> {
     let limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
-        return Ok(OpenFilesLimit {
-            before: limit.current,
-            now: limit.current,
-        });
+    if limit.current != limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )?;
     }
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    )?;
     Ok(OpenFilesLimit {
         before: limit.current,
-        now: getrlimit(Resource::Nofile).current,
+        now: limit.maximum,
     })
 }
 
