@@ -919,8 +919,9 @@ fn past_the_grace_period_requests_are_cut_off_logged_as_503_and_no_new_ones_take
         host.metric_sum("http_server_active_requests", "") >= 1.0
     });
     host.signal("TERM");
-    host.wait_for_lines("draining", |lines| {
-        lines.iter().any(|l| l["message"] == "shutting down")
+    // Once it says so, the listener is closed (not merely told to close).
+    host.wait_for_line("draining", |l| {
+        l["message"] == "stopped accepting connections; draining"
     });
     assert!(
         TcpStream::connect(host.addr).is_err(),

@@ -530,8 +530,8 @@ fn environment_variables_configure_the_host() {
         ],
     );
     assert_eq!(
-        reuse_of_sequential_requests(&host, 2),
-        vec![json!(false); 2]
+        reuse_of_sequential_requests(&host, 6),
+        vec![json!(false); 6]
     );
     let target_info = host
         .metrics_text()
