@@ -571,11 +571,7 @@ const IDLE_SETTLE: Duration = Duration::from_secs(1);
 impl Runner<'_> {
     fn measure(&self, contender: &Contender, results: &mut Results) -> anyhow::Result<()> {
         let launch = &contender.launch;
-        if let Some(dir) = &contender.state_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let (mut server, started) = server::start(launch, &self.args.server_cpu)?;
-        let first = server.wait_ready(launch.listen, "/", started, START_TIMEOUT)?;
+        let (mut server, first) = self.start_empty(contender)?;
         std::thread::sleep(IDLE_SETTLE);
         let idle_first = server.rss_kib().0;
         eprintln!(
@@ -718,10 +714,8 @@ impl Runner<'_> {
             results
                 .logs
                 .push(LogRow::count(contender.key, &contender.label, log));
-            if !self.args.keep {
-                let _ = std::fs::remove_file(log);
-            }
         }
+        self.discard_log(contender);
         let stderr = server::tail(&launch.stderr, 600);
         if !stderr.trim().is_empty() {
             results.stderr.push((contender.key.to_owned(), stderr));
@@ -740,11 +734,7 @@ impl Runner<'_> {
     ) -> anyhow::Result<PriceRow> {
         let mut servers = Vec::new();
         for contender in [on, off] {
-            if let Some(dir) = &contender.state_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            let (mut server, started) = server::start(&contender.launch, &self.args.server_cpu)?;
-            server.wait_ready(contender.launch.listen, "/", started, START_TIMEOUT)?;
+            let (server, _) = self.start_empty(contender)?;
             let ids = self
                 .scratch
                 .join(format!("price-ids-{}.txt", contender.key));
@@ -773,12 +763,28 @@ impl Runner<'_> {
         for (server, _) in servers {
             server.stop(STOP_GRACE)?;
         }
-        for contender in [on, off] {
-            if let (Some(log), false) = (&contender.launch.stdout, self.args.keep) {
-                let _ = std::fs::remove_file(log);
-            }
-        }
+        self.discard_log(on);
+        self.discard_log(off);
         Ok(PriceRow::new(scenario, &on.label, rounds))
+    }
+
+    /// Starts `contender` with an empty state directory; returns the server
+    /// and the time from process start to its first 200.
+    fn start_empty(&self, contender: &Contender) -> anyhow::Result<(Server, Duration)> {
+        if let Some(dir) = &contender.state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let launch = &contender.launch;
+        let (mut server, started) = server::start(launch, &self.args.server_cpu)?;
+        let first = server.wait_ready(launch.listen, "/", started, START_TIMEOUT)?;
+        Ok((server, first))
+    }
+
+    /// Deletes the contender's stdout file, unless `--keep`.
+    fn discard_log(&self, contender: &Contender) {
+        if let (Some(log), false) = (&contender.launch.stdout, self.args.keep) {
+            let _ = std::fs::remove_file(log);
+        }
     }
 
     /// Runs `hero-bench seed` against the server.
