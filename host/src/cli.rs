@@ -6,7 +6,10 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::logs::LogFormat;
 
 /// Serve Spin HTTP components on wasmtime, with Prometheus metrics and one JSON
 /// log line per request.
@@ -159,8 +162,15 @@ pub struct UpArgs {
     #[arg(long, env = "HERO_HOST_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Log line format on stdout.
-    #[arg(long, env = "HERO_HOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    /// Log line format on stdout: `json` (for collectors), `pretty` (for a
+    /// terminal) or `off` (no invocation or guest lines; to measure what
+    /// logging costs).
+    #[arg(
+        long,
+        env = "HERO_HOST_LOG_FORMAT",
+        default_value = "json",
+        value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|name| name.parse::<LogFormat>())
+    )]
     pub log_format: LogFormat,
 
     /// Which host log lines to write, as a tracing filter (`info`,
@@ -194,18 +204,6 @@ let in-flight requests finish (up to --shutdown-grace), flush logs and exit 0.
 
 Exit codes: 0 after a clean shutdown, 64 for bad configuration or manifest,
 1 for other failures.";
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (for collectors).
-    Json,
-    /// Human-readable lines (for a terminal).
-    Pretty,
-    /// No invocation or guest lines (host events still go out as JSON); to
-    /// measure what logging costs.
-    Off,
-}
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')

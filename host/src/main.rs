@@ -4,14 +4,17 @@
 
 mod builder;
 mod cli;
+mod config;
 mod fd_limit;
 mod kv;
 mod manifest;
 mod outbound;
+mod request;
 mod routes;
 mod runtime;
 mod runtime_config;
 mod server;
+mod shutdown;
 mod telemetry;
 mod up;
 

@@ -2,44 +2,14 @@
 //! `/...` wildcards, the most specific route winning (exact beats a parameter
 //! beats a wildcard; a longer wildcard prefix beats a shorter one). This is
 //! the `routefinder` crate, the matcher Spin itself uses, so precedence is
-//! identical.
+//! identical. What a route leads to is the caller's: the router holds a `T`
+//! per route.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use http::{HeaderName, HeaderValue};
 
 use crate::manifest::HttpTrigger;
-
-/// What a route leads to.
-#[derive(Debug)]
-pub struct RouteEntry {
-    /// Index of the component in the host's component list.
-    pub component: usize,
-    /// The route as written in the manifest (`/heroes/:id`, `/...`): the
-    /// metrics' `http_route` label and the log's `route` field.
-    pub route: Arc<str>,
-    /// The route without a trailing slash or `/...`: Spin's
-    /// `spin-matched-route` and `spin-component-route` (built once, here).
-    pub matched_route: HeaderValue,
-    /// The route as written, as Spin's `spin-raw-component-route`.
-    pub raw_route: HeaderValue,
-    /// `spin-path-match-<name>` for each `:name` segment, by name.
-    pub param_headers: Vec<(String, HeaderName)>,
-    /// Whether the route ends in `/...`.
-    pub wildcard: bool,
-}
-
-impl RouteEntry {
-    /// The `spin-path-match-*` header of the `:name` segment `name`.
-    pub fn param_header(&self, name: &str) -> Option<&HeaderName> {
-        self.param_headers
-            .iter()
-            .find(|(param, _)| param == name)
-            .map(|(_, header)| header)
-    }
-}
 
 /// A route that was written twice; the later one wins, as in Spin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,33 +23,38 @@ pub struct DuplicateRoute {
 }
 
 /// The route table.
-pub struct Router {
-    inner: routefinder::Router<RouteEntry>,
+pub struct Router<T> {
+    inner: routefinder::Router<Target<T>>,
+}
+
+/// One route's entry.
+struct Target<T> {
+    wildcard: bool,
+    value: T,
 }
 
 /// A request path matched to a route.
-#[derive(Debug)]
-pub struct RouteMatch<'r, 'p> {
-    /// The matched route.
-    pub entry: &'r RouteEntry,
+pub struct RouteMatch<'r, 'p, T> {
+    /// What the route leads to.
+    pub target: &'r T,
     /// The part of the path under a wildcard route (`spin-path-info`).
     pub path_info: Cow<'p, str>,
     captures: routefinder::Captures<'r, 'p>,
 }
 
-impl RouteMatch<'_, '_> {
+impl<T> RouteMatch<'_, '_, T> {
     /// Names and values of `:name` segments (`spin-path-match-<name>`).
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.captures.params().iter().map(|c| (c.name(), c.value()))
     }
 }
 
-impl Router {
-    /// Builds the table from the manifest's triggers; `component_index` maps a
-    /// component id to its index. Private routes are skipped.
+impl<T> Router<T> {
+    /// Builds the table from the manifest's triggers; `target` makes what a
+    /// route leads to from its trigger. Private routes are skipped.
     pub fn build(
         triggers: &[HttpTrigger],
-        component_index: impl Fn(&str) -> usize,
+        mut target: impl FnMut(&str, &str) -> anyhow::Result<T>,
     ) -> anyhow::Result<(Self, Vec<DuplicateRoute>)> {
         let mut by_route: Vec<(&str, &str)> = Vec::new();
         let mut duplicates = Vec::new();
@@ -100,33 +75,14 @@ impl Router {
         }
         let mut inner = routefinder::Router::new();
         for (route, component) in by_route {
-            let (spec, based_route, wildcard) = match route.strip_suffix("/...") {
-                Some(prefix) => (format!("{prefix}/*"), prefix.to_owned(), true),
-                None => {
-                    let based = route.strip_suffix('/').unwrap_or(route).to_owned();
-                    (based.clone(), based, false)
-                }
+            let (spec, wildcard) = match route.strip_suffix("/...") {
+                Some(prefix) => (format!("{prefix}/*"), true),
+                None => (route.strip_suffix('/').unwrap_or(route).to_owned(), false),
             };
             let invalid = || format!("invalid route {route} of component `{component}`");
-            let param_headers = route
-                .split('/')
-                .filter_map(|segment| segment.strip_prefix(':'))
-                .map(|name| {
-                    let header = format!("spin-path-match-{}", name.to_ascii_lowercase());
-                    Ok((name.to_owned(), HeaderName::try_from(header)?))
-                })
-                .collect::<Result<_, http::header::InvalidHeaderName>>()
-                .with_context(invalid)?;
-            let entry = RouteEntry {
-                component: component_index(component),
-                route: route.into(),
-                matched_route: HeaderValue::try_from(based_route).with_context(invalid)?,
-                raw_route: HeaderValue::try_from(route).with_context(invalid)?,
-                param_headers,
-                wildcard,
-            };
+            let value = target(route, component).with_context(invalid)?;
             inner
-                .add(spec.as_str(), entry)
+                .add(spec.as_str(), Target { wildcard, value })
                 .map_err(|e| anyhow!("{e}"))
                 .with_context(invalid)?;
         }
@@ -134,11 +90,11 @@ impl Router {
     }
 
     /// The best route for a path, if any.
-    pub fn route<'r, 'p>(&'r self, path: &'p str) -> Option<RouteMatch<'r, 'p>> {
+    pub fn route<'r, 'p>(&'r self, path: &'p str) -> Option<RouteMatch<'r, 'p, T>> {
         let found = self.inner.best_match(path)?;
-        let entry = found.handler();
+        let target = found.handler();
         let captures = found.captures();
-        let path_info = if entry.wildcard {
+        let path_info = if target.wildcard {
             // Spin keeps the trailing slash of the request in the path info.
             match (captures.wildcard().unwrap_or(""), path.ends_with('/')) {
                 ("", false) => Cow::Borrowed(""),
@@ -150,15 +106,15 @@ impl Router {
             Cow::Borrowed("")
         };
         Some(RouteMatch {
-            entry,
+            target: &target.value,
             path_info,
             captures,
         })
     }
 
-    /// Every route and its component index, for start-up logging.
-    pub fn entries(&self) -> impl Iterator<Item = &RouteEntry> {
-        self.inner.iter().map(|(_, entry)| entry)
+    /// What every route leads to.
+    pub fn targets(&self) -> impl Iterator<Item = &T> {
+        self.inner.iter().map(|(_, target)| &target.value)
     }
 }
 
@@ -166,7 +122,8 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn router(routes: &[(&str, &str)]) -> Router {
+    /// A router whose targets are `(route, component)`.
+    fn router(routes: &[(&str, &str)]) -> Router<(String, String)> {
         let triggers: Vec<HttpTrigger> = routes
             .iter()
             .map(|(route, component)| HttpTrigger {
@@ -174,14 +131,15 @@ mod tests {
                 component: (*component).into(),
             })
             .collect();
-        let names: Vec<&str> = routes.iter().map(|(_, c)| *c).collect();
-        Router::build(&triggers, |c| names.iter().position(|n| *n == c).unwrap())
-            .unwrap()
-            .0
+        Router::build(&triggers, |route, component| {
+            Ok((route.to_owned(), component.to_owned()))
+        })
+        .unwrap()
+        .0
     }
 
-    fn route_of(router: &Router, path: &str) -> Option<String> {
-        router.route(path).map(|m| m.entry.route.to_string())
+    fn route_of(router: &Router<(String, String)>, path: &str) -> Option<String> {
+        router.route(path).map(|m| m.target.0.clone())
     }
 
     #[test]
@@ -247,13 +205,20 @@ mod tests {
         ] {
             assert_eq!(r.route(path).unwrap().path_info, info, "{path}");
         }
-        let entry = r.route("/static/x").unwrap().entry;
-        assert_eq!(entry.matched_route, "/static");
-        assert_eq!(entry.raw_route, "/static/...");
-        let entry = r.route("/heroes/01ABC").unwrap().entry;
-        assert_eq!(
-            entry.param_header("id").map(HeaderName::as_str),
-            Some("spin-path-match-id")
+    }
+
+    #[test]
+    fn a_target_that_cannot_be_made_names_the_route() {
+        let triggers = [HttpTrigger {
+            route: Some("/x/:bad".into()),
+            component: "c".into(),
+        }];
+        let error = Router::<()>::build(&triggers, |_, _| Err(anyhow!("no")))
+            .err()
+            .unwrap();
+        assert!(
+            format!("{error:#}").contains("invalid route /x/:bad of component `c`"),
+            "{error:#}"
         );
     }
 
@@ -273,14 +238,9 @@ mod tests {
                 component: "private".into(),
             },
         ];
-        let (r, duplicates) = Router::build(&triggers, |c| {
-            ["first", "second", "private"]
-                .iter()
-                .position(|n| *n == c)
-                .unwrap()
-        })
-        .unwrap();
-        assert_eq!(r.route("/a").unwrap().entry.component, 1);
+        let (r, duplicates) =
+            Router::build(&triggers, |_, component| Ok(component.to_owned())).unwrap();
+        assert_eq!(r.route("/a").unwrap().target, "second");
         assert_eq!(
             duplicates,
             [DuplicateRoute {
@@ -289,6 +249,6 @@ mod tests {
                 effective: "second".into()
             }]
         );
-        assert_eq!(r.entries().count(), 1, "private routes are not routable");
+        assert_eq!(r.targets().count(), 1, "private routes are not routable");
     }
 }

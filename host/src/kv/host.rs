@@ -22,7 +22,7 @@ use wasmtime::component::{
     ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
 };
 
-use super::{LabeledStore, StoreError, Stores};
+use super::{KeyValueFailure, KeyValueFailures, LabeledStore, StoreError, Stores};
 use crate::telemetry::metrics::Metrics;
 
 mod generated {
@@ -73,9 +73,6 @@ impl From<ResourceTableError> for KvError {
     }
 }
 
-/// Told about each failed backend operation (for the request's log line).
-pub type ErrorReporter = Arc<dyn Fn(String) + Send + Sync>;
-
 /// Set-up state of one component: the stores it may open.
 pub struct KeyValueCtx {
     stores: Stores,
@@ -108,16 +105,17 @@ impl KeyValueCtx {
 pub struct KeyValueState {
     ctx: Arc<KeyValueCtx>,
     open_stores: u32,
-    report: ErrorReporter,
+    failures: Arc<dyn KeyValueFailures>,
 }
 
 impl KeyValueState {
-    /// Fresh state for a new instance.
-    pub fn new(ctx: Arc<KeyValueCtx>, report: ErrorReporter) -> Self {
+    /// Fresh state for a new instance; `failures` is told of each failed
+    /// operation.
+    pub fn new(ctx: Arc<KeyValueCtx>, failures: Arc<dyn KeyValueFailures>) -> Self {
         KeyValueState {
             ctx,
             open_stores: 0,
-            report,
+            failures,
         }
     }
 }
@@ -150,29 +148,41 @@ pub fn add_to_linker<T: KeyValueHostView + 'static>(
     bindings::add_to_linker::<T, KeyValue>(linker, T::key_value)
 }
 
-/// The opened store behind a handle, plus what reporting needs.
+/// What one operation needs from the store data: the opened store behind a
+/// handle, the instruments, and who is told of a failure.
+pub struct Operation {
+    store: Arc<LabeledStore>,
+    metrics: Arc<Metrics>,
+    failures: Arc<dyn KeyValueFailures>,
+}
+
+/// The operation context of a handle.
 fn resolve<T>(
     accessor: &Accessor<T, KeyValue>,
     handle: &Resource<StoreHandle>,
-) -> Result<(Arc<LabeledStore>, Arc<Metrics>, ErrorReporter), KvError> {
+) -> Result<Operation, KvError> {
     accessor.with(|mut access| {
         let view = access.get();
-        let store = view.table.get(handle)?.0.clone();
-        Ok((
-            store,
-            view.state.ctx.metrics.clone(),
-            view.state.report.clone(),
-        ))
+        Ok(Operation {
+            store: view.table.get(handle)?.0.clone(),
+            metrics: view.state.ctx.metrics.clone(),
+            failures: view.state.failures.clone(),
+        })
     })
 }
 
 /// Runs one backend operation, timing it and turning a failure into
-/// `error::other` with the detail logged.
-async fn timed<R>(
-    (store, metrics, report): (Arc<LabeledStore>, Arc<Metrics>, ErrorReporter),
+/// `error::other` for the guest, with the detail logged and reported.
+pub async fn timed<R>(
+    context: Operation,
     operation: &'static str,
     run: impl AsyncFnOnce(&LabeledStore) -> Result<R, StoreError>,
 ) -> Result<R, KvError> {
+    let Operation {
+        store,
+        metrics,
+        failures,
+    } = context;
     let started = Instant::now();
     let result = run(&store).await;
     let backend = store.backend.kind();
@@ -184,9 +194,13 @@ async fn timed<R>(
         started.elapsed(),
     );
     result.map_err(|error| {
-        let detail = format!("key-value {operation} on store `{}` ({backend}) failed: {error}", store.label);
         tracing::warn!(store = &*store.label, backend, operation, error = %error, "key-value operation failed");
-        report(detail);
+        failures.failed(KeyValueFailure {
+            store: store.label.clone(),
+            backend,
+            operation,
+            error: error.to_string(),
+        });
         KvError::Guest(WitError::Other(format!("the key-value store `{}` is unavailable", store.label)))
     })
 }

@@ -27,6 +27,36 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
 }
 
+/// A failed backend operation under a request, for its invocation line.
+#[derive(Debug, Clone)]
+pub struct KeyValueFailure {
+    /// The store label.
+    pub store: Arc<str>,
+    /// `sqlite` or `redis`.
+    pub backend: &'static str,
+    /// The operation (`get`, `set`, ...).
+    pub operation: &'static str,
+    /// The backend's error.
+    pub error: String,
+}
+
+impl std::fmt::Display for KeyValueFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key-value {} on store `{}` ({}) failed: {}",
+            self.operation, self.store, self.backend, self.error
+        )
+    }
+}
+
+/// Told of each failed backend operation, so the request it happened under
+/// can say why in its log line.
+pub trait KeyValueFailures: Send + Sync {
+    /// An operation failed.
+    fn failed(&self, failure: KeyValueFailure);
+}
+
 /// One label's backend.
 pub enum Backend {
     /// Embedded SQLite.

@@ -3,20 +3,16 @@
 //! wasi:http with the outbound allow-list, the key-value stores, the memory
 //! limit.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::instance::{InstanceShared, Stream};
+use super::instance::InstanceShared;
+use super::output::{GuestOutput, Stream};
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
 use crate::outbound::{self, OutboundRule};
 
@@ -58,14 +54,8 @@ impl HostState {
         // Spin's guest capabilities: the component's own environment and
         // nothing else; no files, no sockets, no name lookup.
         wasi.envs(environment)
-            .stdout(GuestOutput {
-                instance: instance.clone(),
-                stream: Stream::Stdout,
-            })
-            .stderr(GuestOutput {
-                instance: instance.clone(),
-                stream: Stream::Stderr,
-            })
+            .stdout(GuestOutput::new(instance.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(instance.clone(), Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -118,72 +108,6 @@ impl KeyValueHostView for HostState {
     }
 }
 
-/// Guest stdout or stderr: bytes go to the instance's line buffer, which logs
-/// each complete line. Writes never block the guest.
-#[derive(Clone)]
-struct GuestOutput {
-    instance: Arc<InstanceShared>,
-    stream: Stream,
-}
-
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-/// Bytes a guest may hand over per write (WASIp2 asks first).
-const OUTPUT_WRITE_BUDGET: usize = 1024 * 1024;
-
-impl OutputStream for GuestOutput {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.instance.write_output(self.stream, &bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(OUTPUT_WRITE_BUDGET)
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for GuestOutput {
-    async fn ready(&mut self) {}
-}
-
-impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.instance.write_output(self.stream, bytes);
-        Poll::Ready(Ok(bytes.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 /// The per-instance memory limit; also keeps the component's memory gauge
 /// (linear memory held by its live instances) up to date.
 pub struct MemoryLimiter {
@@ -218,9 +142,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         if desired > self.limit {
             // The guest sees `memory.grow` fail (Rust aborts on it); the
             // count lets the host name the trap that follows.
-            self.instance
-                .memory_refusals
-                .fetch_add(1, Ordering::Relaxed);
+            self.instance.memory_refused();
             return Ok(false);
         }
         let grown = desired.saturating_sub(current);

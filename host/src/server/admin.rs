@@ -2,9 +2,7 @@
 //! `/readyz` (components loaded, key-value stores reachable, not draining).
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +11,9 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use super::listener::Listener;
 use crate::kv::Stores;
+use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::metrics::Metrics;
 
 /// How long `/readyz` waits for the key-value stores to answer.
@@ -25,25 +25,25 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// The stores `/readyz` checks.
     pub stores: Stores,
-    /// Set once shutdown begins.
-    pub draining: Arc<AtomicBool>,
+    /// Readiness turns false once shutdown starts draining.
+    pub shutdown: Shutdown,
 }
 
-/// Serves the admin listener until `shutdown` resolves.
-pub async fn serve_admin(
-    listener: TcpListener,
-    admin: Arc<Admin>,
-    shutdown: impl Future<Output = ()>,
-) {
+/// Serves the admin listener until the host has stopped serving requests, so
+/// metrics stay scrapeable while it drains.
+pub async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
-    tokio::pin!(shutdown);
+    let stopped = admin.shutdown.clone();
+    let stopped = stopped.wait_for(Phase::Stopped);
+    tokio::pin!(stopped);
+    let mut listener = Listener::new(listener, "admin");
     loop {
         let (stream, _) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = super::accept(&listener, "admin") => accepted,
+            () = &mut stopped => return,
+            accepted = listener.accept() => accepted,
         };
         let admin = admin.clone();
         let service =
@@ -89,7 +89,7 @@ impl Admin {
     }
 
     async fn readiness(&self) -> Response<Full<Bytes>> {
-        if self.draining.load(Ordering::Relaxed) {
+        if self.shutdown.reached(Phase::Draining) {
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
         }
         match tokio::time::timeout(READY_CHECK_TIMEOUT, self.stores.check()).await {

@@ -1,13 +1,11 @@
-//! The HTTP servers: the public listener that serves components, the admin
-//! listener (metrics, health, readiness), and graceful shutdown.
+//! The HTTP servers: the public listener, which hands each request to the
+//! request path, and the admin listener (metrics, health, readiness). Both
+//! follow the host's one [`Shutdown`].
 
 pub mod admin;
-pub mod body;
 pub mod linger;
-pub mod proxy;
+pub mod listener;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +16,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use self::linger::LingeringStream;
-use self::proxy::App;
-use crate::telemetry::logs::{Invocation, level_of};
-use crate::telemetry::metrics::RequestRecord;
-use crate::telemetry::trace::{TraceContext, new_request_id};
+use self::listener::Listener;
+use crate::request::outcome::Malformed;
+use crate::request::{Peer, Record, Recorder, RequestHandler};
+use crate::shutdown::{Phase, Shutdown};
 
 /// Connection-level limits of the public listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Time allowed to send a request head; also bounds keep-alive idling.
     pub header_read_timeout: Duration,
@@ -36,15 +34,18 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Serves the public listener until `shutdown` resolves, then stops
+/// How long cut-off connection tasks get to record their requests.
+const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
+
+/// Serves the public listener until shutdown starts draining, then stops
 /// accepting, lets in-flight requests finish and closes keep-alive
-/// connections, waiting at most `grace`. Returns whether every connection
-/// closed in time.
+/// connections, waiting at most `grace` before cutting off what still runs.
+/// Returns whether every connection closed in time.
 pub async fn serve_public(
     listener: TcpListener,
-    app: Arc<App>,
+    handler: Arc<RequestHandler>,
     limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()>,
+    shutdown: &Shutdown,
     grace: Duration,
 ) -> bool {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -52,44 +53,56 @@ pub async fn serve_public(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_headers)
+        // The head is measured exactly as parsed; the buffer may hold more.
+        .max_header_size(limits.max_head_size)
         .max_buf_size(limits.max_head_size.max(8192))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut listener = Listener::new(listener, "public");
     // The connection tasks, to cut off those still open when the grace ends.
     let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
+    let draining = shutdown.wait_for(Phase::Draining);
+    tokio::pin!(draining);
     loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        let slot = tokio::select! {
+            () = &mut draining => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
         };
         let (stream, client) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = accept(&listener, "public") => accepted,
+            () = &mut draining => break,
+            accepted = listener.accept() => accepted,
         };
         let _ = stream.set_nodelay(true);
-        let served = app.clone();
-        // `spin-client-addr`, the same for every request on this connection.
-        let client_header = http::HeaderValue::try_from(client.to_string()).ok();
-        let service = hyper::service::service_fn(move |request| {
-            served.clone().serve(client, client_header.clone(), request)
-        });
+        let peer = Peer::new(client);
+        let served = handler.clone();
+        let service =
+            hyper::service::service_fn(move |request| served.clone().serve(peer.clone(), request));
         let connection = graceful
             .watch(builder.serve_connection(TokioIo::new(LingeringStream::new(stream)), service));
-        let app = app.clone();
+        let recorder = handler.recorder().clone();
         tasks.spawn(async move {
             if let Err(error) = connection.await {
-                connection_failed(&app, client, &error);
+                connection_failed(recorder, client, &error);
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
-    let open = graceful.count();
+    drain(graceful, tasks, shutdown, grace).await
+}
+
+/// Waits for open connections to finish, up to `grace`; then cuts off what
+/// is left (each cut request is logged as such) and says whether all closed.
+async fn drain(
+    graceful: GracefulShutdown,
+    mut tasks: JoinSet<()>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> bool {
     tracing::info!(
-        open_connections = open,
+        open_connections = graceful.count(),
         "stopped accepting connections; draining"
     );
     let started = Instant::now();
@@ -106,7 +119,7 @@ pub async fn serve_public(
             );
             // Dropping a connection's task ends its request with a 503 line
             // (`error_type` shutdown), before the host says it stopped.
-            app.cut_off_in_flight();
+            shutdown.advance(Phase::CuttingOff);
             tasks.abort_all();
             let _ = tokio::time::timeout(CUT_OFF_WAIT, async {
                 while tasks.join_next().await.is_some() {}
@@ -117,68 +130,21 @@ pub async fn serve_public(
     }
 }
 
-/// How long cut-off connection tasks get to record their requests.
-const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
-
-/// The next connection of `listener`. A failed accept (out of file
-/// descriptors and the like) is logged and retried after a short pause.
-pub async fn accept(listener: &TcpListener, which: &str) -> (tokio::net::TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(error) => {
-                tracing::warn!(listener = which, error = %error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// A connection ended in error. A malformed request still gets its one
-/// invocation line (hyper has answered it already: 400, 414 or 431); slow or
+/// invocation line (hyper has answered it already: 400 or 431); slow or
 /// vanished clients are only worth a debug line.
-fn connection_failed(app: &App, client: SocketAddr, error: &hyper::Error) {
+fn connection_failed(recorder: Arc<Recorder>, client: std::net::SocketAddr, error: &hyper::Error) {
     if !error.is_parse() {
         tracing::debug!(client = %client, error = %error, "connection closed");
         return;
     }
-    let status = if error.is_parse_too_large() {
-        if error.to_string().contains("URI") {
-            414
-        } else {
-            431
-        }
+    // The head limit is at most 64 KiB (see `config`), so a URI over hyper's
+    // own limit (64 KiB less 2 bytes) is in a head over ours: hyper answers
+    // 431 for it, never 414.
+    let malformed = if error.is_parse_too_large() {
+        Malformed::HeadTooLarge
     } else {
-        400
+        Malformed::Invalid
     };
-    let trace = TraceContext::from_traceparent(None);
-    let reason = format!("malformed request: {error}");
-    app.logs().invocation(&Invocation {
-        level: level_of(status),
-        request_id: &new_request_id(),
-        trace_id: &trace.trace_id,
-        span_id: &trace.span_id,
-        component: None,
-        route: None,
-        method: "",
-        path: "",
-        status,
-        duration: Duration::ZERO,
-        request_bytes: 0,
-        response_bytes: 0,
-        client_addr: client,
-        user_agent: None,
-        instance_reused: None,
-        error: Some(&reason),
-    });
-    app.metrics().request_rejected(&RequestRecord {
-        method: "_OTHER",
-        route: None,
-        component: None,
-        status,
-        error_type: None,
-        duration: Duration::ZERO,
-        request_bytes: 0,
-        response_bytes: 0,
-    });
+    Record::rejected(recorder, client, malformed);
 }

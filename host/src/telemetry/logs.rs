@@ -10,21 +10,16 @@
 //! nothing for its line.
 
 use std::cell::Cell;
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use super::host_events::JsonEvents;
 use super::json_line::JsonLine;
 use super::line_writer::{LineWriter, LineWriterGuard};
-use crate::cli::LogFormat;
 
 /// Bytes of lines buffered between requests and the stdout writer.
 const BUFFERED_BYTES: usize = 16 * 1024 * 1024;
@@ -38,6 +33,36 @@ const GUEST_MESSAGE_MAX: usize = 8192;
 thread_local! {
     /// The buffer this thread formats its lines in, kept between lines.
     static LINE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// How invocation and guest lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for collectors).
+    Json,
+    /// Human-readable lines (for a terminal).
+    Pretty,
+    /// No invocation or guest lines (host events still go out as JSON); to
+    /// measure what logging costs.
+    Off,
+}
+
+impl LogFormat {
+    /// Every format's name, as `from_str` reads it.
+    pub const NAMES: [&'static str; 3] = ["json", "pretty", "off"];
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            "off" => Ok(LogFormat::Off),
+            other => Err(format!("unknown log format {other:?}: json, pretty or off")),
+        }
+    }
 }
 
 /// Where log lines go; cheap to clone.
@@ -75,6 +100,15 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
     }
     .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
     Ok((LogSink { writer, format }, guard))
+}
+
+#[cfg(test)]
+impl LogSink {
+    /// A sink writing to `writer` without installing anything globally (for
+    /// tests that read the exact lines).
+    pub fn to_writer(writer: LineWriter, format: LogFormat) -> Self {
+        LogSink { writer, format }
+    }
 }
 
 /// What the invocation line says about one request.
@@ -331,77 +365,6 @@ fn normalize_level(level: &str) -> Option<&'static str> {
         .iter()
         .find(|(spelling, _)| spelling.eq_ignore_ascii_case(level))
         .map(|(_, ours)| *ours)
-}
-
-/// Formats `tracing` events as our JSON lines: common fields first, then the
-/// event's fields flattened.
-struct JsonEvents;
-
-impl<S, N> FormatEvent<S, N> for JsonEvents
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let metadata = event.metadata();
-        let level = match *metadata.level() {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warn",
-            tracing::Level::INFO => "info",
-            _ => "debug",
-        };
-        let mut visitor = FieldVisitor {
-            line: JsonLine::start(
-                Vec::with_capacity(256),
-                SystemTime::now(),
-                level,
-                metadata.target(),
-            ),
-            message: None,
-        };
-        event.record(&mut visitor);
-        let FieldVisitor { mut line, message } = visitor;
-        line.str("message", message.as_deref().unwrap_or(""));
-        let bytes = line.finish();
-        writer.write_str(&String::from_utf8_lossy(&bytes))
-    }
-}
-
-struct FieldVisitor {
-    line: JsonLine,
-    message: Option<String>,
-}
-
-impl tracing::field::Visit for FieldVisitor {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
-            self.message = Some(value.to_owned());
-        } else {
-            self.line.str_capped(field.name(), value, 4096);
-        }
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.line.u64(field.name(), value);
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.line.raw(field.name(), value.to_string().as_bytes());
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.line.bool(field.name(), value);
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        self.record_str(field, &text);
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, REGISTRY_AND_CHAOS_MANIFEST, Redis, agent, get, is_invocation, raw_exchange,
-    raw_status, send, start, wait_until,
+    AppDir, Host, Redis, agent, get, is_invocation, raw_exchange, raw_status,
+    registry_and_chaos_manifest, send, start, wait_until,
 };
 
 // ---------------------------------------------------------------- key-value
@@ -381,7 +381,7 @@ fn writes_waiting_for_another_process_lock_hold_up_no_other_request() {
 #[test]
 fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = Arc::new(start(&app, &["--request-timeout", "1s"]));
     let start_line = Arc::new(Barrier::new(501));
     let looping = {
@@ -452,7 +452,7 @@ fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
 #[test]
 fn a_sleeping_guest_past_its_deadline_gets_504() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &["--request-timeout", "500ms"]);
     let started = Instant::now();
     let reply = send(&agent(), "GET", &host.url("/chaos/sleep?ms=5000"), None);
@@ -484,7 +484,7 @@ fn a_sleeping_guest_past_its_deadline_gets_504() {
 
 #[test]
 fn a_trap_is_a_500_and_the_next_request_succeeds() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     let agent = agent();
     let trapped = send(&agent, "GET", &host.url("/chaos/trap"), None);
@@ -532,7 +532,7 @@ fn a_trap_is_a_500_and_the_next_request_succeeds() {
 
 #[test]
 fn going_over_the_memory_limit_is_a_500_named_out_of_memory() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &["--max-instance-memory", "32MiB"]);
     assert_eq!(get(&host.url("/chaos/alloc?mb=8")).status, 200);
     assert_eq!(get(&host.url("/chaos/alloc?mb=64")).status, 500);
@@ -553,7 +553,7 @@ fn going_over_the_memory_limit_is_a_500_named_out_of_memory() {
 #[test]
 fn ten_thousand_traps_leave_memory_where_it_was() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = Arc::new(start(&app, &[]));
     let trap = |host: &Arc<Host>, count: usize| {
         let threads: Vec<_> = (0..4)
@@ -592,7 +592,7 @@ fn ten_thousand_traps_leave_memory_where_it_was() {
 
 #[test]
 fn a_body_announced_over_the_limit_is_refused_before_the_guest_runs() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     // 16 MiB: more than the socket buffers hold, so the client is still
     // writing when the 413 goes out; the host's lingering close drains the
@@ -627,7 +627,7 @@ fn a_body_announced_over_the_limit_is_refused_before_the_guest_runs() {
 
 #[test]
 fn a_chunked_body_over_the_limit_is_a_413() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &["--max-request-body-size", "256KiB"]);
     let mut stream = TcpStream::connect(host.addr).unwrap();
     stream
@@ -807,7 +807,7 @@ fn slow_clients_are_cut_off_while_healthy_clients_see_no_errors() {
 #[test]
 fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = Arc::new(start(&app, &["--max-concurrent-requests", "4"]));
     let finished = Arc::new(AtomicUsize::new(0));
     let sleepers: Vec<_> = (0..4)
@@ -847,7 +847,7 @@ fn past_the_concurrency_limit_requests_get_503_with_retry_after() {
 #[test]
 fn sigterm_under_load_drains_every_request_and_exits_zero() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let mut host = start(&app, &["--shutdown-grace", "20s"]);
     let url = host.url("/chaos/sleep?ms=2000");
     let admin = host.admin_url("/readyz");
@@ -906,7 +906,7 @@ fn sigint_also_stops_cleanly() {
 
 #[test]
 fn past_the_grace_period_requests_are_cut_off_logged_as_503_and_no_new_ones_taken() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let mut host = start(&app, &["--shutdown-grace", "1s"]);
     let url = host.url("/chaos/sleep?ms=30000");
     let sleeper = std::thread::spawn(move || {

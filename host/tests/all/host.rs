@@ -69,7 +69,7 @@ fn rejects_a_bad_manifest_with_exit_64() {
 #[test]
 fn rejects_a_missing_wasm_file_with_exit_64() {
     let app = AppDir::new(
-        &crate::support::REGISTRY_MANIFEST.replace("{registry}", "/nonexistent/app.wasm"),
+        &crate::support::registry_manifest().replace("{registry}", "/nonexistent/app.wasm"),
     );
     let stderr = expect_config_error(&app, &[]);
     assert!(
@@ -85,7 +85,7 @@ fn rejects_a_missing_wasm_file_with_exit_64() {
 #[test]
 fn rejects_an_unknown_store_label_with_exit_64() {
     let app = AppDir::new(
-        &crate::support::REGISTRY_MANIFEST.replace(r#"["default"]"#, r#"["default", "cache"]"#),
+        &crate::support::registry_manifest().replace(r#"["default"]"#, r#"["default", "cache"]"#),
     );
     let stderr = expect_config_error(&app, &[]);
     assert!(
@@ -110,7 +110,7 @@ fn rejects_a_file_that_is_not_a_component_with_exit_64() {
     let app = AppDir::registry();
     let bogus = app.write("bogus.wasm", "not wasm at all");
     let app = AppDir::new(
-        &crate::support::REGISTRY_MANIFEST.replace("{registry}", bogus.to_str().unwrap()),
+        &crate::support::registry_manifest().replace("{registry}", bogus.to_str().unwrap()),
     );
     let stderr = expect_config_error(&app, &[]);
     assert!(
@@ -149,6 +149,9 @@ route = "/api/exact"
 component = "hello-p2"
 [[trigger.http]]
 route = "/api/deep/..."
+component = "chaos"
+[[trigger.http]]
+route = "/users/:user_id/..."
 component = "chaos"
 [[trigger.http]]
 route = { private = true }
@@ -258,8 +261,10 @@ fn gives_the_guest_spins_headers() {
         "spin-full-url: http://{}/api/deep/a/headers?q=1",
         host.addr
     ));
+    // As Spin: the matched route keeps the wildcard, the component route is
+    // its prefix.
     has("spin-path-info: /a/headers");
-    has("spin-matched-route: /api/deep");
+    has("spin-matched-route: /api/deep/...");
     has("spin-component-route: /api/deep");
     has("spin-raw-component-route: /api/deep/...");
     has("spin-base-path: /");
@@ -283,6 +288,21 @@ fn gives_the_guest_spins_headers() {
         "{}",
         reply.body
     );
+
+    // A parameter's `_` becomes `-` in its header's name, as in Spin.
+    let reply = get(&host.url("/users/42/headers"));
+    let headers: Vec<&str> = reply.body.lines().collect();
+    for expected in [
+        "spin-path-match-user-id: 42",
+        "spin-matched-route: /users/:user_id/...",
+        "spin-component-route: /users/:user_id",
+        "spin-path-info: /headers",
+    ] {
+        assert!(
+            headers.contains(&expected),
+            "missing {expected:?} in {headers:#?}"
+        );
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Prometheus, REGISTRY_AND_CHAOS_MANIFEST, agent, sample_value, send, start,
+    AppDir, Host, Prometheus, agent, registry_and_chaos_manifest, sample_value, send, start,
 };
 
 const NAMESPACE: &str = "hero-registry";
@@ -175,7 +175,7 @@ fn grafana_to_promql(expr: &str) -> String {
 
 #[test]
 fn dashboard_and_alert_queries_return_data_from_a_real_prometheus() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &["--request-timeout", "300ms"]);
     // Traffic before the first scrape creates the series; traffic after a
     // few scrapes makes rates and increases non-zero.

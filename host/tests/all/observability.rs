@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Prometheus, REGISTRY_AND_CHAOS_MANIFEST, agent, get, is_invocation, raw_exchange,
-    raw_status, sample_value, send, start, tool,
+    AppDir, Host, Prometheus, agent, get, is_invocation, raw_exchange, raw_status,
+    registry_and_chaos_manifest, sample_value, send, start, tool,
 };
 
 /// The log-line schema, compiled.
@@ -61,7 +61,7 @@ fn series(text: &str) -> Vec<String> {
 
 #[test]
 fn prometheus_reads_exact_request_counts_per_route() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     let prometheus = Prometheus::start(&[host.admin]);
     let agent = agent();
@@ -144,7 +144,7 @@ fn prometheus_reads_exact_request_counts_per_route() {
 
 #[test]
 fn metrics_pass_promtool_before_and_after_traffic() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     for text in [host.metrics_text(), {
         let agent = agent();
@@ -210,7 +210,7 @@ fn mixed_request(agent: &ureq::Agent, host: &Host, i: usize) -> u16 {
 #[test]
 fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = std::sync::Arc::new(start(&app, &[]));
     let before = host.invocations().len();
     let threads: Vec<_> = (0..4)
@@ -431,7 +431,7 @@ fn fastrand_like(seed: usize) -> u64 {
 #[test]
 fn guest_lines_are_attributed_merged_and_capped() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = std::sync::Arc::new(start(&app, &[]));
     let threads: Vec<_> = (0..8)
         .map(|_| {
@@ -532,7 +532,7 @@ fn guest_lines_are_attributed_merged_and_capped() {
 #[test]
 fn a_stalled_stdout_drops_and_counts_lines_without_stalling_requests() {
     let _heavy = crate::support::exclusive();
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     host.pause_stdout(true);
     let agent = agent();
@@ -593,7 +593,7 @@ fn pretty_format_is_for_people() {
 
 #[test]
 fn a_traceparent_is_continued_in_the_lines_and_passed_to_the_guest() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -638,7 +638,7 @@ fn a_traceparent_is_continued_in_the_lines_and_passed_to_the_guest() {
 
 #[test]
 fn a_client_that_leaves_mid_request_still_gets_exactly_one_line() {
-    let app = AppDir::new(REGISTRY_AND_CHAOS_MANIFEST);
+    let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
     std::io::Write::write_all(

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 
+use self::raw::{Commands, RawComponent, RawHttpTrigger, RawManifest, RawRoute};
 use crate::outbound::OutboundRule;
+
+mod raw;
 
 /// A loaded, validated manifest.
 #[derive(Debug, Clone)]
@@ -82,89 +85,6 @@ pub struct BuildConfig {
     pub commands: Vec<String>,
     /// Directory to run them in.
     pub workdir: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawManifest {
-    spin_manifest_version: toml::Value,
-    application: Application,
-    #[serde(default)]
-    variables: toml::Table,
-    #[serde(default, rename = "trigger")]
-    triggers: BTreeMap<String, toml::Value>,
-    #[serde(default, rename = "component")]
-    components: BTreeMap<String, RawComponent>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttpTrigger {
-    #[serde(default)]
-    id: String,
-    route: Option<RawRoute>,
-    component: Option<toml::Value>,
-    #[serde(default)]
-    components: toml::Table,
-    executor: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawRoute {
-    Path(String),
-    Private { private: bool },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawComponent {
-    source: toml::Value,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    variables: toml::Table,
-    #[serde(default)]
-    environment: BTreeMap<String, String>,
-    #[serde(default)]
-    files: Vec<toml::Value>,
-    #[serde(default)]
-    exclude_files: Vec<String>,
-    #[serde(default)]
-    allowed_http_hosts: Vec<String>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    #[serde(default)]
-    key_value_stores: Vec<String>,
-    #[serde(default)]
-    sqlite_databases: Vec<String>,
-    #[serde(default)]
-    ai_models: Vec<String>,
-    targets: Option<Vec<toml::Value>>,
-    build: Option<RawBuild>,
-    #[serde(default)]
-    tool: toml::Table,
-    dependencies_inherit_configuration: Option<bool>,
-    #[serde(default)]
-    dependencies: toml::Table,
-    #[serde(default)]
-    profile: toml::Table,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBuild {
-    command: Commands,
-    workdir: Option<PathBuf>,
-    #[serde(default)]
-    watch: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Commands {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// The route prefix Spin reserves for itself.

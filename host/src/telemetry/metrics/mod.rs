@@ -6,8 +6,8 @@
 //! invocations) are plain atomics read at scrape time by observable
 //! instruments, which keeps the SDK's attribute lookups off the request path.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +16,11 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, TextEncoder};
+
+use self::counts::{ActiveRequests, RegisteredInvocations};
+pub use self::counts::{InvocationCounts, normalize_method};
+
+mod counts;
 
 /// Seconds buckets the HTTP semantic conventions advise.
 const DURATION_BUCKETS: &[f64] = &[
@@ -77,46 +82,6 @@ pub struct RequestRecord<'a> {
     pub response_bytes: u64,
 }
 
-/// The method labels [`normalize_method`] gives.
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
-];
-
-/// Requests in flight, by method; a series appears once its method is seen.
-#[derive(Default)]
-struct ActiveRequests {
-    count: [AtomicI64; METHODS.len()],
-    seen: [AtomicBool; METHODS.len()],
-}
-
-impl ActiveRequests {
-    fn slot(method: &str) -> usize {
-        METHODS
-            .iter()
-            .position(|m| *m == method)
-            .unwrap_or(METHODS.len() - 1)
-    }
-
-    fn add(&self, method: &str, delta: i64) {
-        let slot = Self::slot(method);
-        self.count[slot].fetch_add(delta, Ordering::Relaxed);
-        if !self.seen[slot].load(Ordering::Relaxed) {
-            self.seen[slot].store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Guest invocations of one component, by whether the instance was reused;
-/// from [`Metrics::invocation_counts`].
-#[derive(Default)]
-pub struct InvocationCounts {
-    fresh: AtomicU64,
-    reused: AtomicU64,
-}
-
-/// Every component's invocation counts, read at scrape time.
-type RegisteredInvocations = Arc<Mutex<Vec<(Arc<str>, Arc<InvocationCounts>)>>>;
-
 /// The `http_route` value when no route matched: one series for all
 /// unmatched paths, never the raw path.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -158,50 +123,9 @@ impl Metrics {
         enabled: bool,
     ) -> Self {
         let active_requests = Arc::new(ActiveRequests::default());
-        let active = active_requests.clone();
-        let _active = meter
-            .i64_observable_up_down_counter("http.server.active_requests")
-            .with_unit("{request}")
-            .with_description("Number of HTTP server requests in flight.")
-            .with_callback(move |observer| {
-                for (slot, method) in METHODS.iter().enumerate() {
-                    if active.seen[slot].load(Ordering::Relaxed) {
-                        observer.observe(
-                            active.count[slot].load(Ordering::Relaxed),
-                            &[
-                                KeyValue::new("http.request.method", *method),
-                                KeyValue::new("url.scheme", "http"),
-                            ],
-                        );
-                    }
-                }
-            })
-            .build();
+        counts::observe_active_requests(meter, active_requests.clone());
         let invocations = RegisteredInvocations::default();
-        let counted = invocations.clone();
-        let _invocations = meter
-            .u64_observable_counter("wasm.invocations")
-            .with_description(
-                "Guest invocations, by whether the instance was reused from an earlier request.",
-            )
-            .with_callback(move |observer| {
-                let components = counted.lock().unwrap_or_else(PoisonError::into_inner);
-                for (component, counts) in components.iter() {
-                    for (reused, count) in [(false, &counts.fresh), (true, &counts.reused)] {
-                        let count = count.load(Ordering::Relaxed);
-                        if count > 0 {
-                            observer.observe(
-                                count,
-                                &[
-                                    KeyValue::new("spin.component", component.clone()),
-                                    KeyValue::new("wasm.instance.reused", reused),
-                                ],
-                            );
-                        }
-                    }
-                }
-            })
-            .build();
+        counts::observe_invocations(meter, invocations.clone());
         Metrics {
             enabled,
             active_requests,
@@ -440,23 +364,6 @@ impl Metrics {
     /// Flushes and stops the meter provider.
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
-    }
-}
-
-/// The method label: one of the standard methods, else `_OTHER`, so a client
-/// cannot create series at will.
-pub fn normalize_method(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "_OTHER",
     }
 }
 

@@ -1,0 +1,282 @@
+//! Turning `hero-host up`'s flags into a checked configuration: the manifest
+//! and runtime config loaded, the state directory chosen, every limit in the
+//! unit its user needs. Everything here is checked before any port is bound;
+//! an error is bad configuration (exit 64).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, ensure};
+
+use crate::cli::UpArgs;
+use crate::manifest::Manifest;
+use crate::request::Limits;
+use crate::runtime::Settings;
+use crate::runtime_config::RuntimeConfig;
+use crate::server::ConnectionLimits;
+use crate::telemetry::metrics::ServiceIdentity;
+
+/// Connections the public listener holds open at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// The largest request head accepted: above it hyper would answer an
+/// over-long URI itself, as 414 without our body.
+pub const MAX_HEAD_SIZE_CEILING: u64 = 64 * 1024;
+
+/// Instances beyond the concurrency limit: idle ones waiting for reuse and
+/// ones finishing their last response need room too.
+const SPARE_INSTANCES: u32 = 64;
+
+/// Everything `up` runs with.
+#[derive(Debug)]
+pub struct HostConfig {
+    /// The application.
+    pub manifest: Manifest,
+    /// The runtime configuration (defaults when no file was given).
+    pub runtime_config: RuntimeConfig,
+    /// Where the SQLite store and the compiled-component cache live.
+    pub state_dir: PathBuf,
+    /// Run the components' build commands first.
+    pub build: bool,
+    /// The public address.
+    pub listen: SocketAddr,
+    /// The admin address.
+    pub admin_listen: SocketAddr,
+    /// `--key-value` seeds for the `default` store.
+    pub key_values: Vec<(String, String)>,
+    /// How instances run.
+    pub runtime: Settings,
+    /// Limits checked before the guest runs.
+    pub request_limits: Limits,
+    /// Limits of each connection.
+    pub connection_limits: ConnectionLimits,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Who we are, for `target_info`.
+    pub identity: ServiceIdentity,
+    /// Whether metrics are recorded.
+    pub metrics: bool,
+}
+
+impl HostConfig {
+    /// Loads and checks everything the flags name.
+    pub fn from_args(args: UpArgs) -> anyhow::Result<Self> {
+        let manifest = Manifest::load(&args.manifest.path)?;
+        let runtime_config = match &args.runtime_config_file {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let state_dir = state_dir(args.state_dir.as_deref(), &runtime_config, &manifest)?;
+        ensure!(
+            args.max_request_head_size <= MAX_HEAD_SIZE_CEILING,
+            "--max-request-head-size {} is over the largest supported head, {} bytes (64KiB)",
+            args.max_request_head_size,
+            MAX_HEAD_SIZE_CEILING
+        );
+        ensure!(
+            !args.header_read_timeout.is_zero() && !args.request_timeout.is_zero(),
+            "--header-read-timeout and --request-timeout must be above zero"
+        );
+        let max_concurrent_requests = args.max_concurrent_requests.get();
+        let identity = ServiceIdentity {
+            name: args
+                .service_name
+                .unwrap_or_else(|| manifest.application.name.clone()),
+            version: manifest.application.version.clone(),
+            instance_id: args.service_instance_id.unwrap_or_else(host_name),
+        };
+        Ok(HostConfig {
+            runtime: Settings {
+                request_timeout: args.request_timeout,
+                max_instance_memory: args.max_instance_memory,
+                max_reuse: args.max_instance_reuse_count.get() as usize,
+                max_concurrent_reuse: args.max_instance_concurrent_reuse_count.get() as usize,
+                idle_instance_timeout: args.idle_instance_timeout,
+                max_instances: max_concurrent_requests.saturating_add(SPARE_INSTANCES),
+            },
+            request_limits: Limits {
+                max_request_body: args.max_request_body_size,
+                max_uri_length: usize::try_from(args.max_uri_length).unwrap_or(usize::MAX),
+                max_concurrent_requests: max_concurrent_requests as usize,
+            },
+            connection_limits: ConnectionLimits {
+                header_read_timeout: args.header_read_timeout,
+                max_headers: args.max_request_headers,
+                max_head_size: args.max_request_head_size as usize,
+                max_connections: MAX_CONNECTIONS,
+            },
+            manifest,
+            runtime_config,
+            state_dir,
+            build: args.build,
+            listen: args.listen,
+            admin_listen: args.admin_listen,
+            key_values: args.key_values,
+            shutdown_grace: args.shutdown_grace,
+            identity,
+            metrics: args.metrics,
+        })
+    }
+
+    /// Checks that every served component's wasm file exists (after any
+    /// build).
+    pub fn check_sources(&self) -> anyhow::Result<()> {
+        for component in self.manifest.served_components() {
+            if !component.source.is_file() {
+                return Err(anyhow!(
+                    "component `{}`: its source {} does not exist; build it first \
+                     (`hero-host build`, or `up --build`)",
+                    component.id,
+                    component.source.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--state-dir`, else the runtime config's `state_dir`, else `.spin` next to
+/// the manifest (as `spin up`); created if missing.
+fn state_dir(
+    flag: Option<&Path>,
+    runtime_config: &RuntimeConfig,
+    manifest: &Manifest,
+) -> anyhow::Result<PathBuf> {
+    let dir = match (flag, &runtime_config.state_dir) {
+        (Some(dir), _) => std::path::absolute(dir)?,
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => manifest.dir.join(".spin"),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The host name, for `service.instance.id` when none is given.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    const MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "demo"
+version = "1.2.3"
+[[trigger.http]]
+route = "/..."
+component = "demo"
+[component.demo]
+source = "demo.wasm"
+"#;
+
+    /// An app directory holding the manifest, and `up` flags for it.
+    fn config(dir: &Path, flags: &[&str]) -> anyhow::Result<HostConfig> {
+        std::fs::write(dir.join("spin.toml"), MANIFEST).unwrap();
+        let manifest = dir.join("spin.toml");
+        let mut argv = vec!["hero-host", "up", "-f", manifest.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        let Command::Up(args) = Cli::try_parse_from(argv)?.command else {
+            unreachable!("parsed `up`")
+        };
+        HostConfig::from_args(*args)
+    }
+
+    #[test]
+    fn defaults_follow_the_manifest_and_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &["--service-instance-id", "pod-1"]).unwrap();
+        assert_eq!(config.state_dir, dir.path().join(".spin"));
+        assert!(config.state_dir.is_dir(), "created");
+        assert_eq!(config.identity.name, "demo");
+        assert_eq!(config.identity.version, "1.2.3");
+        assert_eq!(config.identity.instance_id, "pod-1");
+        assert_eq!(config.runtime.max_instances, 1000 + SPARE_INSTANCES);
+        assert_eq!(config.request_limits.max_uri_length, 8 * 1024);
+        assert_eq!(config.connection_limits.max_head_size, 64 * 1024);
+        assert_eq!(config.connection_limits.max_connections, MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn the_state_dir_flag_beats_the_runtime_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime_config = dir.path().join("rc.toml");
+        std::fs::write(&runtime_config, "state_dir = \"from-file\"\n").unwrap();
+        let rc = runtime_config.to_str().unwrap();
+        let from_file = config(dir.path(), &["--runtime-config-file", rc]).unwrap();
+        assert_eq!(from_file.state_dir, dir.path().join("from-file"));
+        let flag = dir.path().join("flag");
+        let from_flag = config(
+            dir.path(),
+            &[
+                "--runtime-config-file",
+                rc,
+                "--state-dir",
+                flag.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_flag.state_dir, flag);
+    }
+
+    #[test]
+    fn limits_are_carried_in_their_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            dir.path(),
+            &[
+                "--max-concurrent-requests",
+                "10",
+                "--max-instance-concurrent-reuse-count",
+                "4",
+                "--max-request-body-size",
+                "2KiB",
+                "--request-timeout",
+                "500ms",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.request_limits.max_concurrent_requests, 10);
+        assert_eq!(config.runtime.max_instances, 10 + SPARE_INSTANCES);
+        assert_eq!(config.runtime.max_concurrent_reuse, 4);
+        assert_eq!(config.request_limits.max_request_body, 2048);
+        assert_eq!(config.runtime.request_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn refuses_a_head_limit_over_64_kib_and_zero_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = config(dir.path(), &["--max-request-head-size", "65KiB"]).unwrap_err();
+        assert!(format!("{error:#}").contains("64KiB"), "{error:#}");
+        let error = config(dir.path(), &["--request-timeout", "0s"]).unwrap_err();
+        assert!(format!("{error:#}").contains("above zero"), "{error:#}");
+    }
+
+    #[test]
+    fn a_missing_component_source_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[]).unwrap();
+        let error = config.check_sources().unwrap_err().to_string();
+        assert!(
+            error.contains("component `demo`") && error.contains("demo.wasm"),
+            "{error}"
+        );
+        std::fs::write(dir.path().join("demo.wasm"), b"\0asm").unwrap();
+        config.check_sources().unwrap();
+    }
+}

@@ -1,0 +1,218 @@
+//! One request as the runtime sees it: its identity, the instance it ran on,
+//! what failed underneath it, and how a failed guest call is classified.
+//!
+//! A request is handed to the runtime with a [`RequestInfo`]; the call
+//! returns the response (or a typed [`GuestFailure`]) and an
+//! [`InstanceLease`], which the caller drops when the response has ended:
+//! that frees the instance for its next request.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
+
+use super::instance::InstanceShared;
+use super::outcome::{InstanceOutcome, TrapKind};
+use crate::kv::KeyValueFailure;
+use crate::telemetry::trace::TraceContext;
+
+/// How long to wait for a failed instance to say why it failed.
+const OUTCOME_WAIT: Duration = Duration::from_millis(200);
+
+/// Where a request stands with its instance.
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const RELEASED: u8 = 2;
+
+/// One request, as the runtime and the log see it.
+pub struct RequestInfo {
+    /// Unique id (32 hex digits).
+    pub request_id: String,
+    /// Its trace and span.
+    pub trace: TraceContext,
+    assignment: OnceLock<Assignment>,
+    /// `WAITING`, then `STARTED` on an instance, then `RELEASED`; or straight
+    /// to `RELEASED` when the caller gave up before it started.
+    state: AtomicU8,
+    key_value_failure: OnceLock<KeyValueFailure>,
+}
+
+/// Where a request ran.
+pub struct Assignment {
+    /// The instance.
+    pub instance: Arc<InstanceShared>,
+    /// Whether the instance had served an earlier request.
+    pub reused: bool,
+}
+
+impl RequestInfo {
+    /// A request not yet given to an instance.
+    pub fn new(request_id: String, trace: TraceContext) -> Self {
+        RequestInfo {
+            request_id,
+            trace,
+            assignment: OnceLock::new(),
+            state: AtomicU8::new(WAITING),
+            key_value_failure: OnceLock::new(),
+        }
+    }
+
+    /// The instance it ran on, once it started.
+    pub fn assignment(&self) -> Option<&Assignment> {
+        self.assignment.get()
+    }
+
+    /// Records that a key-value operation failed under this request (the
+    /// first failure is kept), for its invocation line.
+    pub fn key_value_failed(&self, failure: KeyValueFailure) {
+        let _ = self.key_value_failure.set(failure);
+    }
+
+    /// The first key-value failure under this request, if any.
+    pub fn key_value_failure(&self) -> Option<&KeyValueFailure> {
+        self.key_value_failure.get()
+    }
+
+    /// The request starts on `instance`. Returns false when its caller has
+    /// already given up on it (the guest still runs it, but nobody counts on
+    /// its instance being held).
+    pub(super) fn start(&self, instance: Arc<InstanceShared>, reused: bool) -> bool {
+        let _ = self.assignment.set(Assignment { instance, reused });
+        self.state
+            .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Frees the instance, if the request started on one; returns whether
+    /// it had.
+    fn release(&self) -> bool {
+        self.state.swap(RELEASED, Ordering::AcqRel) == STARTED
+    }
+}
+
+/// Holds a request's place on its instance until dropped. Drop it when the
+/// response has ended (or failed): the instance may then take another
+/// request.
+pub struct InstanceLease {
+    request: Arc<RequestInfo>,
+}
+
+impl InstanceLease {
+    /// A lease for a request about to be handed to the runtime.
+    pub(super) fn new(request: Arc<RequestInfo>) -> Self {
+        InstanceLease { request }
+    }
+
+    /// Whether the instance had served an earlier request; `None` when the
+    /// request never reached an instance.
+    pub fn reused(&self) -> Option<bool> {
+        self.request.assignment().map(|a| a.reused)
+    }
+
+    /// A trap that ended the instance, if it has ended so: a response body
+    /// that ends then was cut short, not finished.
+    pub fn trapped(&self) -> Option<GuestFailure> {
+        match self.request.assignment()?.instance.outcome_now()? {
+            InstanceOutcome::Trapped { kind, detail } => Some(GuestFailure::Trapped {
+                kind: *kind,
+                detail: detail.clone(),
+            }),
+            InstanceOutcome::Retired => None,
+        }
+    }
+}
+
+impl Drop for InstanceLease {
+    fn drop(&mut self) {
+        if self.request.release()
+            && let Some(assignment) = self.request.assignment()
+        {
+            assignment.instance.finish(&self.request);
+        }
+    }
+}
+
+/// Why a guest call produced no response.
+#[derive(Debug, Clone)]
+pub enum GuestFailure {
+    /// No instance could be made for it (the pool is full, instantiation
+    /// failed).
+    NoInstance(String),
+    /// The guest did not answer within the request timeout.
+    DeadlineExceeded,
+    /// The guest was interrupted past its deadline.
+    Interrupted,
+    /// The instance trapped.
+    Trapped {
+        /// The kind.
+        kind: TrapKind,
+        /// The error text.
+        detail: Arc<str>,
+    },
+    /// The guest answered with an error, or failed otherwise.
+    Failed(String),
+}
+
+impl fmt::Display for GuestFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestFailure::NoInstance(why) => write!(f, "no instance available: {why}"),
+            GuestFailure::DeadlineExceeded => {
+                f.write_str("the guest did not answer within --request-timeout")
+            }
+            GuestFailure::Interrupted => {
+                f.write_str("the guest ran past --request-timeout and was interrupted")
+            }
+            GuestFailure::Trapped { kind, detail } => {
+                write!(f, "guest trapped ({kind}): {detail}")
+            }
+            GuestFailure::Failed(why) => write!(f, "guest failed: {why}"),
+        }
+    }
+}
+
+impl GuestFailure {
+    /// Classifies the error of a guest call. A trap is reported by the
+    /// instance's end, which may come a moment after the call failed, so this
+    /// waits briefly for it.
+    pub(super) async fn classify(error: wasmtime::Error, request: &RequestInfo) -> Self {
+        if error.is::<InstantiationError<Arc<RequestInfo>>>() {
+            return GuestFailure::NoInstance(format!("{error:#}"));
+        }
+        if error.is::<ExpirationError>() {
+            return GuestFailure::DeadlineExceeded;
+        }
+        let instance = request.assignment().map(|a| &a.instance);
+        let guest_error_code = is_guest_error_code(&error) && !error.is::<TrapOrPanicError>();
+        let outcome = match instance {
+            Some(instance) if !guest_error_code => instance.outcome(OUTCOME_WAIT).await,
+            _ => None,
+        };
+        // The epoch callback sets the flag before the instance's outcome is
+        // recorded, so either says the guest ran out of time.
+        let timed_out = instance.is_some_and(|i| i.timed_out())
+            || matches!(
+                outcome,
+                Some(InstanceOutcome::Trapped {
+                    kind: TrapKind::Timeout,
+                    ..
+                })
+            );
+        match outcome {
+            _ if timed_out => GuestFailure::Interrupted,
+            Some(InstanceOutcome::Trapped { kind, detail }) => {
+                GuestFailure::Trapped { kind, detail }
+            }
+            _ => GuestFailure::Failed(format!("{error:#}")),
+        }
+    }
+}
+
+/// Whether the guest answered with a wasi:http `error-code` (as opposed to
+/// trapping).
+fn is_guest_error_code(error: &wasmtime::Error) -> bool {
+    error.is::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
+        || error.is::<wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>()
+}

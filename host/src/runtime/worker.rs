@@ -1,0 +1,295 @@
+//! How `ProxyHandler` makes and drives instances of one component: the
+//! store each instance gets (memory limit, epoch deadline, guest CPU time),
+//! when an instance takes another request, and how its end is reported.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::GuestTaskId;
+use wasmtime::{CallHook, Engine, Store, StoreContextMut, UpdateDeadline};
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+};
+
+use super::Settings;
+use super::guest_clock;
+use super::instance::InstanceShared;
+use super::invocation::RequestInfo;
+use super::outcome::{InstanceOutcome, TrapKind};
+use super::state::{HostState, MemoryLimiter, OutboundHooks};
+use crate::kv::host::{KeyValueCtx, KeyValueState};
+use crate::shutdown::{Phase, Shutdown};
+use crate::telemetry::logs::LogSink;
+use crate::telemetry::metrics::Metrics;
+
+/// What every instance of one component shares.
+pub(super) struct ComponentShared {
+    pub id: Arc<str>,
+    pub settings: Arc<Settings>,
+    pub shutdown: Shutdown,
+    pub max_reuse: usize,
+    pub environment: Vec<(String, String)>,
+    pub outbound: Arc<[crate::outbound::OutboundRule]>,
+    pub kv: Arc<KeyValueCtx>,
+    pub logs: LogSink,
+    pub metrics: Arc<Metrics>,
+    pub memory: Arc<AtomicI64>,
+    pub wasm_time_nanos: Arc<AtomicU64>,
+    pub next_instance: AtomicU64,
+}
+
+impl ComponentShared {
+    /// Adds the store's unreported wasm time to the component's counter.
+    fn report_wasm_time(&self, state: &mut HostState) {
+        let nanos = std::mem::take(&mut state.wasm_time);
+        if nanos > 0 {
+            self.wasm_time_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `ProxyHandler`'s view of one component: how to make an instance.
+pub(super) struct ComponentHost {
+    engine: Engine,
+    pre: ProxyPre<HostState>,
+    shared: Arc<ComponentShared>,
+}
+
+impl ComponentHost {
+    /// Makes instances of `pre` in stores of `engine`.
+    pub fn new(engine: Engine, pre: ProxyPre<HostState>, shared: Arc<ComponentShared>) -> Self {
+        ComponentHost {
+            engine,
+            pre,
+            shared,
+        }
+    }
+
+    fn new_store(&self, instance: Arc<InstanceShared>) -> Store<HostState> {
+        let shared = &self.shared;
+        let kv = KeyValueState::new(shared.kv.clone(), instance.clone());
+        let state = HostState::new(
+            instance.clone(),
+            &shared.environment,
+            OutboundHooks::new(shared.id.clone(), shared.outbound.clone()),
+            kv,
+            MemoryLimiter::new(
+                shared.settings.max_instance_memory,
+                shared.memory.clone(),
+                instance,
+            ),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(interrupt_past_deadline);
+        if shared.metrics.enabled() {
+            store.call_hook(count_guest_time);
+        }
+        store
+    }
+}
+
+/// The epoch callback: interrupts a guest past its request's deadline, else
+/// lets other tasks on this thread run (a plain `Yield` starves them while a
+/// guest spins).
+fn interrupt_past_deadline(
+    mut context: StoreContextMut<'_, HostState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    let state = context.data_mut();
+    if state
+        .deadline
+        .is_some_and(|deadline| Instant::now() >= deadline)
+    {
+        state.instance.set_timed_out();
+        return Ok(UpdateDeadline::Interrupt);
+    }
+    Ok(UpdateDeadline::YieldCustom(
+        1,
+        Box::pin(tokio::task::yield_now()),
+    ))
+}
+
+/// The call hook behind `wasm_guest_cpu_time_seconds_total`, on the cheap
+/// clock of `guest_clock`. Host calls the guest makes count as its time; only
+/// the outermost entry and exit read the clock, so the host calling back
+/// into the guest during a guest call does not restart the outer measurement.
+fn count_guest_time(
+    mut context: StoreContextMut<'_, HostState>,
+    hook: CallHook,
+) -> wasmtime::Result<()> {
+    let state = context.data_mut();
+    match hook {
+        CallHook::CallingWasm => {
+            if state.wasm_depth == 0 {
+                state.entered_wasm = Some(guest_clock::now_nanos());
+            }
+            state.wasm_depth += 1;
+        }
+        CallHook::ReturningFromWasm => {
+            state.wasm_depth = state.wasm_depth.saturating_sub(1);
+            if state.wasm_depth == 0
+                && let Some(entered) = state.entered_wasm.take()
+            {
+                state.wasm_time += guest_clock::now_nanos().saturating_sub(entered);
+            }
+        }
+        CallHook::CallingHost | CallHook::ReturningFromHost => {}
+    }
+    Ok(())
+}
+
+impl HandlerState for ComponentHost {
+    type StoreData = HostState;
+    type WorkerExpiration = Expiry;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiry, Worker>> {
+        let shared = &self.shared;
+        let id = shared.next_instance.fetch_add(1, Ordering::Relaxed);
+        let instance = Arc::new(InstanceShared::new(
+            id,
+            shared.id.clone(),
+            shared.logs.clone(),
+        ));
+        let mut store = self.new_store(instance.clone());
+        let started = Instant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        shared.metrics.instantiated(&shared.id, started.elapsed());
+        Ok(Instance {
+            store,
+            proxy,
+            view: HostState::http_view,
+            expiration: Expiry {
+                instance: instance.clone(),
+                idle_timeout: shared.settings.idle_instance_timeout,
+                // The guest-side deadline interrupts a busy guest; this one,
+                // polled outside the store, also ends a guest stuck waiting.
+                busy_timeout: shared.settings.request_timeout + Duration::from_millis(250),
+                timer: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            },
+            state: Worker {
+                instance,
+                component: shared.clone(),
+            },
+        })
+    }
+}
+
+/// Decides, from outside the store's event loop, when an instance ends.
+pub(super) struct Expiry {
+    instance: Arc<InstanceShared>,
+    idle_timeout: Duration,
+    busy_timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for Expiry {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        since: Instant,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        // The worker must look again when its last response ends (see
+        // `Worker::should_accept_request`).
+        this.instance.register_waker(cx.waker());
+        let timeout = match status {
+            WorkerStatus::Idle => this.idle_timeout,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => this.busy_timeout,
+        };
+        let deadline = tokio::time::Instant::from_std(since + timeout);
+        if this.timer.deadline() != deadline {
+            this.timer.as_mut().reset(deadline);
+        }
+        let expired = this.timer.as_mut().poll(cx);
+        if expired.is_ready() && status != WorkerStatus::Idle {
+            // A busy instance out of time: what `Worker::drop` reports.
+            this.instance.set_timed_out();
+        }
+        expired
+    }
+}
+
+/// One live instance, as `ProxyHandler` drives it.
+pub(super) struct Worker {
+    instance: Arc<InstanceShared>,
+    component: Arc<ComponentShared>,
+}
+
+impl WorkerState for Worker {
+    type StoreData = HostState;
+    type RequestData = Arc<RequestInfo>;
+
+    fn should_accept_request(&self, _handling: usize, served: usize) -> ShouldAccept {
+        if served >= self.component.max_reuse {
+            ShouldAccept::Never
+        } else if self.instance.in_flight() >= self.component.settings.max_concurrent_reuse {
+            // Counted until the response body has ended, not just until the
+            // guest returned the response head.
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        mut store: StoreContextMut<'_, HostState>,
+        request: Arc<RequestInfo>,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        let timeout = self.component.settings.request_timeout;
+        // Re-arm: an epoch that passed while the instance was idle must not
+        // count against this request.
+        store.set_epoch_deadline(1);
+        let state = store.data_mut();
+        state.deadline = Some(Instant::now() + timeout);
+        self.component.report_wasm_time(state);
+        self.instance.start(request);
+        Box::pin(tokio::time::sleep(timeout))
+    }
+
+    fn drop(&self, mut store: Store<HostState>, result: wasmtime::Result<()>) {
+        self.component.report_wasm_time(store.data_mut());
+        let outcome = match result {
+            Ok(()) => InstanceOutcome::Retired,
+            // Idle instances cancelled by the shutdown.
+            Err(_) if self.component.shutdown.reached(Phase::Stopped) => InstanceOutcome::Retired,
+            Err(error) => self.trapped(&error),
+        };
+        // Record the outcome before the store goes: dropping it ends the
+        // guest's response stream, and a body cut short by a trap must be
+        // seen as failed, not as complete.
+        self.instance.end(outcome);
+        drop(store);
+    }
+}
+
+impl Worker {
+    /// Names, logs and counts how the instance failed.
+    fn trapped(&self, error: &wasmtime::Error) -> InstanceOutcome {
+        let kind = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(_) if self.instance.ran_out_of_memory() => TrapKind::OutOfMemory,
+            Some(trap) => TrapKind::of(*trap),
+            None if self.instance.timed_out() => TrapKind::Timeout,
+            None => TrapKind::HostError,
+        };
+        let detail: Arc<str> = format!("{:#}", error.root_cause()).into();
+        tracing::error!(
+            component = &*self.component.id,
+            instance = self.instance.id,
+            kind = kind.as_str(),
+            error = &*detail,
+            "guest instance ended abnormally"
+        );
+        self.component
+            .metrics
+            .guest_trapped(&self.component.id, kind.as_str());
+        InstanceOutcome::Trapped { kind, detail }
+    }
+}
