@@ -109,15 +109,18 @@ pub struct UpArgs {
     )]
     pub max_instance_reuse_count: NonZeroU32,
 
-    /// Requests one WASIp3 instance serves at the same time. At 1 (the
-    /// default) every guest output line is attributed to exactly one request.
-    /// Above 1, an instance's stdout and stderr are shared by the requests it
-    /// serves at once: lines printed while several run carry no request_id
-    /// (only the component), never a wrong one.
+    /// Requests one WASIp3 instance serves at the same time (16, as `spin up`
+    /// and `wasmtime serve`). Guest output lines still name the request whose
+    /// task wrote them. The trade-off: requests served at once share the
+    /// guest's memory and globals, and a trap or timeout in one ends the
+    /// instance and fails every request on it (each gets its own log line
+    /// naming the cause). 1 serves one request at a time; with
+    /// --max-instance-reuse-count 1 every request gets a fresh instance (full
+    /// isolation).
     #[arg(
         long,
         env = "HERO_HOST_MAX_INSTANCE_CONCURRENT_REUSE_COUNT",
-        default_value = "1"
+        default_value = "16"
     )]
     pub max_instance_concurrent_reuse_count: NonZeroU32,
 
@@ -304,7 +307,7 @@ mod tests {
         assert_eq!(up.admin_listen.to_string(), "127.0.0.1:9464");
         assert_eq!(up.request_timeout, Duration::from_secs(30));
         assert_eq!(up.max_instance_memory, 128 << 20);
-        assert_eq!(up.max_instance_concurrent_reuse_count.get(), 1);
+        assert_eq!(up.max_instance_concurrent_reuse_count.get(), 16);
         assert_eq!(up.log_format, LogFormat::Json);
         assert!(up.metrics);
     }

@@ -10,6 +10,12 @@
 //! - `/print?lines=N&bytes=B&json=1&stream=stderr&partial=1`: prints N lines
 //!   of B bytes (JSON objects when `json=1`), the last without a newline when
 //!   `partial=1`.
+//! - `/<tag>/markers?lines=N&ms=M`: N times, prints a whole stdout line
+//!   `marker <tag> <i> out`, then a stderr line in two parts, `marker <tag>
+//!   <i>` and ` err`, with a wait of M ms between each write: lines of
+//!   requests served at once by one instance interleave, whole and partial.
+//! - `/linger?ms=M`: answers at once, and leaves a task running that prints
+//!   `lingering` M ms later, after the response has ended.
 //! - `/echo`: answers with the size of the request body.
 //! - `/status?code=N`: answers with that status.
 //! - `/fetch?url=U`: sends a GET to U and reports what happened.
@@ -122,6 +128,28 @@ mod component {
                     }
                 }
                 reply(StatusCode::OK, format!("printed {lines}"))
+            }
+            "markers" => {
+                let tag = path.rsplit('/').nth(1).unwrap_or("").to_owned();
+                let lines = number(&query, "lines", 5);
+                let pause = Duration::from_millis(number(&query, "ms", 1));
+                for i in 0..lines {
+                    println!("marker {tag} {i} out");
+                    spin_sdk::time::sleep(pause).await;
+                    eprint!("marker {tag} {i}");
+                    spin_sdk::time::sleep(pause).await;
+                    eprintln!(" err");
+                    spin_sdk::time::sleep(pause).await;
+                }
+                reply(StatusCode::OK, format!("marked {lines}"))
+            }
+            "linger" => {
+                let pause = Duration::from_millis(number(&query, "ms", 50));
+                spin_sdk::wasip3::spawn(async move {
+                    spin_sdk::time::sleep(pause).await;
+                    println!("lingering");
+                });
+                reply(StatusCode::OK, "lingering".into())
             }
             "echo" => match request.into_body().bytes().await {
                 Ok(body) => reply(StatusCode::OK, body.len().to_string()),

@@ -22,7 +22,7 @@ use wasmtime::component::{
     ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
 };
 
-use super::{KeyValueFailure, KeyValueFailures, LabeledStore, StoreError, Stores};
+use super::{KeyValueFailure, KeyValueFailures, LabeledStore, StoreError, Stores, WriterId};
 use crate::telemetry::metrics::Metrics;
 
 mod generated {
@@ -154,6 +154,7 @@ pub struct Operation {
     store: Arc<LabeledStore>,
     metrics: Arc<Metrics>,
     failures: Arc<dyn KeyValueFailures>,
+    caller: WriterId,
 }
 
 /// The operation context of a handle.
@@ -163,10 +164,13 @@ fn resolve<T>(
 ) -> Result<Operation, KvError> {
     accessor.with(|mut access| {
         let view = access.get();
+        let failures = view.state.failures.clone();
         Ok(Operation {
             store: view.table.get(handle)?.0.clone(),
             metrics: view.state.ctx.metrics.clone(),
-            failures: view.state.failures.clone(),
+            // Resolved as the guest's call starts, so its caller is known.
+            caller: failures.caller(),
+            failures,
         })
     })
 }
@@ -182,6 +186,7 @@ pub async fn timed<R>(
         store,
         metrics,
         failures,
+        caller,
     } = context;
     let started = Instant::now();
     let result = run(&store).await;
@@ -195,7 +200,7 @@ pub async fn timed<R>(
     );
     result.map_err(|error| {
         tracing::warn!(store = &*store.label, backend, operation, error = %error, "key-value operation failed");
-        failures.failed(KeyValueFailure {
+        failures.failed(caller, KeyValueFailure {
             store: store.label.clone(),
             backend,
             operation,

@@ -2,6 +2,7 @@
 //! the `spin:key-value@3.0.0` host interface guests call.
 
 pub mod host;
+pub mod lock_wait;
 pub mod redis;
 pub mod sqlite;
 
@@ -27,6 +28,20 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
 }
 
+impl StoreError {
+    /// Whether another connection held a lock the operation needed; such an
+    /// operation changed nothing and may be retried.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Sqlite(error) => matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StoreError::Redis(_) => false,
+        }
+    }
+}
+
 /// A failed backend operation under a request, for its invocation line.
 #[derive(Debug, Clone)]
 pub struct KeyValueFailure {
@@ -50,11 +65,19 @@ impl std::fmt::Display for KeyValueFailure {
     }
 }
 
+/// Who called a key-value operation, as [`KeyValueFailures::caller`] names
+/// it: a request's number on its instance, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterId(pub Option<u64>);
+
 /// Told of each failed backend operation, so the request it happened under
 /// can say why in its log line.
 pub trait KeyValueFailures: Send + Sync {
-    /// An operation failed.
-    fn failed(&self, failure: KeyValueFailure);
+    /// Who is calling now; asked when an operation starts, while the guest's
+    /// call is in progress.
+    fn caller(&self) -> WriterId;
+    /// An operation `caller` started failed.
+    fn failed(&self, caller: WriterId, failure: KeyValueFailure);
 }
 
 /// One label's backend.
@@ -77,7 +100,7 @@ impl Backend {
     /// The value under `key`.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.get(key),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.get(key)).await,
             Backend::Redis(store) => store.get(key).await,
         }
     }
@@ -85,7 +108,7 @@ impl Backend {
     /// Stores `value` under `key`.
     pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(store) => store.set(key, value),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.set(key, value)).await,
             Backend::Redis(store) => store.set(key, value).await,
         }
     }
@@ -93,7 +116,7 @@ impl Backend {
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(store) => store.delete(key),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.delete(key)).await,
             Backend::Redis(store) => store.delete(key).await,
         }
     }
@@ -101,7 +124,7 @@ impl Backend {
     /// Whether `key` has a value.
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.exists(key),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.exists(key)).await,
             Backend::Redis(store) => store.exists(key).await,
         }
     }
@@ -109,7 +132,7 @@ impl Backend {
     /// Every key, sorted.
     pub async fn keys(&self) -> Result<Vec<String>, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.keys(),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.keys()).await,
             Backend::Redis(store) => store.keys().await,
         }
     }
@@ -117,7 +140,7 @@ impl Backend {
     /// Proves the backend answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(store) => store.ping(),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.ping()).await,
             Backend::Redis(store) => store.ping().await,
         }
     }

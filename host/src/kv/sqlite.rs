@@ -9,11 +9,12 @@
 //! durability; the state directory is expected on a volume that outlives the
 //! process, not the machine.
 //!
-//! Lock waits: operations run on the async worker that serves the request,
-//! and the first attempt never waits for a lock. Only when another connection
-//! (another worker, or another process such as `spin up` on the same file)
-//! holds it does the retry wait, up to [`BUSY_TIMEOUT`], with the worker handed
-//! off to tokio's blocking pool so other requests keep being served.
+//! Lock waits: operations run on the async worker that serves the request
+//! and never wait for a lock here: when another connection (another process
+//! such as `spin up` on the same file) holds it, they fail at once with
+//! `SQLITE_BUSY`, having changed nothing, and the caller retries without
+//! blocking anything (see `super::lock_wait`). Blocking the worker instead
+//! would stall every request the guest instance serves at the same time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,7 +25,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::StoreError;
 
-/// How long an operation waits for another connection's lock before failing.
+/// How long opening a database waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One SQLite database file (or memory), shared by every label stored in it.
@@ -90,38 +91,12 @@ impl SqliteDb {
     }
 }
 
-/// Runs `op` once without waiting for locks; if another connection holds
-/// one, runs it again waiting up to [`BUSY_TIMEOUT`], off the async worker.
-/// A statement that got `SQLITE_BUSY` changed nothing, so the retry is safe.
+/// Runs `op` once, without waiting for another connection's lock.
 fn run<T>(
     connection: &Connection,
     op: impl Fn(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    match op(connection) {
-        Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-            blocking(|| {
-                connection.busy_timeout(BUSY_TIMEOUT)?;
-                let result = op(connection);
-                connection.busy_timeout(Duration::ZERO)?;
-                result
-            })
-        }
-        done => done,
-    }
-}
-
-/// Runs `wait`, which may block for seconds, telling a multi-threaded tokio
-/// runtime first so it moves this worker's other tasks to another thread.
-fn blocking<T>(wait: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(wait)
-        }
-        // A current-thread runtime (unit tests) or no runtime: nothing else
-        // could run on this thread meanwhile anyway.
-        _ => wait(),
-    }
+    op(connection)
 }
 
 /// A configured connection. Pool connections opened later need only this:
@@ -136,7 +111,7 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
         )?,
         None => Connection::open_in_memory()?,
     };
-    // Fail at once on a held lock; `run` retries with a wait, off the worker.
+    // Fail at once on a held lock; the caller retries without blocking.
     connection.busy_timeout(Duration::ZERO)?;
     if path.is_some() {
         // Per connection; WAL mode itself persists in the file.
@@ -240,7 +215,7 @@ impl SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -313,7 +288,9 @@ mod tests {
 
     /// Holds the write lock of the file at `path` from another connection
     /// (as another process would) until `release` is sent.
-    fn hold_write_lock(path: &Path) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    pub fn hold_write_lock(
+        path: &Path,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
         let other = Connection::open(path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (release, released) = std::sync::mpsc::channel::<()>();
@@ -325,55 +302,21 @@ mod tests {
     }
 
     #[test]
-    fn a_write_waits_for_another_connections_lock_then_commits() {
+    fn a_write_under_another_connections_lock_fails_at_once_and_writes_nothing() {
         let (dir, db) = temp_db();
         let store = SqliteStore::new(db, "default");
         let (release, holder) = hold_write_lock(&dir.path().join("nested/kv.db"));
-        let writer = std::thread::spawn(move || store.set("k", b"v").map(|()| store));
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!writer.is_finished(), "the write waits for the lock");
-        release.send(()).unwrap();
-        holder.join().unwrap();
-        let store = writer
-            .join()
-            .unwrap()
-            .expect("committed once the lock is free");
-        assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_waiting_write_leaves_the_async_worker_to_other_tasks() {
-        let (dir, db) = temp_db();
-        let store = Arc::new(SqliteStore::new(db, "default"));
-        let (release, holder) = hold_write_lock(&dir.path().join("nested/kv.db"));
-        // One worker thread: while the write waits, the other task runs only
-        // if the wait left the worker.
-        let writing = tokio::spawn({
-            let store = store.clone();
-            async move { store.set("k", b"v") }
-        });
-        let other = tokio::spawn(async { "ran" });
-        assert_eq!(other.await.unwrap(), "ran");
-        assert!(!writing.is_finished(), "the lock is still held");
-        release.send(()).unwrap();
-        holder.join().unwrap();
-        writing.await.unwrap().unwrap();
-        assert!(store.exists("k").unwrap());
-    }
-
-    #[test]
-    fn a_lock_held_past_the_timeout_is_an_error_and_writes_nothing() {
-        let (dir, db) = temp_db();
-        let path = dir.path().join("nested/kv.db");
-        let store = SqliteStore::new(db, "default");
-        let (release, holder) = hold_write_lock(&path);
         let started = std::time::Instant::now();
         let error = store.set("k", b"v").unwrap_err();
-        assert!(started.elapsed() >= BUSY_TIMEOUT, "waited before failing");
-        assert!(error.to_string().contains("locked"), "{error}");
+        assert!(error.is_busy(), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "did not wait in the worker"
+        );
         release.send(()).unwrap();
         holder.join().unwrap();
         assert_eq!(store.get("k").unwrap(), None);
+        store.set("k", b"v").unwrap();
     }
 
     #[test]

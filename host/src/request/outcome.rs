@@ -113,7 +113,7 @@ impl Failure {
             Failure::Guest(guest) => Some(match guest {
                 GuestFailure::NoInstance(_) => ErrorType::Overload,
                 GuestFailure::DeadlineExceeded | GuestFailure::Interrupted => ErrorType::Timeout,
-                GuestFailure::Trapped { .. } => ErrorType::Trap,
+                GuestFailure::Trapped { .. } | GuestFailure::InstanceInterrupted => ErrorType::Trap,
                 GuestFailure::Failed(_) => ErrorType::GuestError,
             }),
             Failure::TrappedWhileStreaming(_) | Failure::ResponseFailed(_) => {

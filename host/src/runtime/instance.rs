@@ -1,19 +1,26 @@
 //! What the host shares with one live component instance: the requests it is
-//! serving (to attribute the guest's output lines exactly, and to know when
-//! it may take another request), how it ended, and its stdout and stderr
-//! lines.
+//! serving (to know when it may take another, and whose guest output is
+//! whose), how it ended, and its output lines.
+//!
+//! Guest output is attributed by task (see [`super::attribution`]): bytes go
+//! to the line buffers of the request whose task wrote them, so the lines of
+//! requests served at once never mix; a line a task leaves unfinished is
+//! completed by that task's next newline, or written when its response
+//! ends. Output of no request's task has its own buffers and names no
+//! request.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
+use super::attribution::{CurrentWriter, Writer};
 use super::invocation::RequestInfo;
 use super::outcome::InstanceOutcome;
-use super::output::{LineSplitter, Stream};
-use crate::kv::{KeyValueFailure, KeyValueFailures};
-use crate::telemetry::logs::{GuestOrigin, LogSink};
+use super::output::LineSplitter;
+use crate::kv::{KeyValueFailure, KeyValueFailures, WriterId};
+use crate::telemetry::logs::{GuestOrigin, GuestStream, GuestWriter, LogSink, Outside};
 
 /// Per-instance state shared between its store and the host.
 pub struct InstanceShared {
@@ -21,19 +28,24 @@ pub struct InstanceShared {
     pub id: u64,
     component: Arc<str>,
     logs: LogSink,
-    served: AtomicU64,
+    /// Requests started so far.
+    started: AtomicU64,
     /// Requests started and whose response has not ended yet.
     in_flight: Mutex<Vec<Arc<RequestInfo>>>,
+    /// Their count, read without the lock on every scheduling decision.
+    in_flight_count: AtomicUsize,
     /// Wakes the instance's worker when it may accept a request again.
     waker: AtomicWaker,
-    /// Set when the guest ran past its deadline.
+    /// Who is calling the host now.
+    writer: CurrentWriter,
+    /// Set when the guest ran past a deadline.
     timed_out: AtomicBool,
     /// Memory growths refused by the limit.
     memory_refusals: AtomicU64,
     outcome: OnceLock<InstanceOutcome>,
     ended: tokio::sync::Notify,
-    stdout: Mutex<LineSplitter>,
-    stderr: Mutex<LineSplitter>,
+    /// Lines of no request's task, in the making.
+    unattributed: Mutex<[LineSplitter; 2]>,
 }
 
 impl InstanceShared {
@@ -43,41 +55,44 @@ impl InstanceShared {
             id,
             component,
             logs,
-            served: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             in_flight: Mutex::new(Vec::new()),
+            in_flight_count: AtomicUsize::new(0),
             waker: AtomicWaker::new(),
+            writer: CurrentWriter::default(),
             timed_out: AtomicBool::new(false),
             memory_refusals: AtomicU64::new(0),
             outcome: OnceLock::new(),
             ended: tokio::sync::Notify::new(),
-            stdout: Mutex::new(LineSplitter::default()),
-            stderr: Mutex::new(LineSplitter::default()),
+            unattributed: Mutex::default(),
         }
     }
 
-    /// A request starts on this instance.
-    pub fn start(self: &Arc<Self>, request: Arc<RequestInfo>) {
-        let reused = self.served.fetch_add(1, Ordering::Relaxed) > 0;
-        if request.start(self.clone(), reused) {
+    /// A request starts on this instance; returns its number here.
+    pub fn start(self: &Arc<Self>, request: Arc<RequestInfo>) -> u64 {
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        if request.start(self.clone(), number) {
             self.lock_in_flight().push(request);
+            self.in_flight_count.fetch_add(1, Ordering::Relaxed);
         }
+        number
     }
 
-    /// A request's response ended (or failed). Output the guest left without
-    /// a newline is written now, while it can still be attributed.
+    /// A request's response ended (or failed): what its task left without a
+    /// newline is written now, and the instance may take another request.
     pub fn finish(&self, request: &RequestInfo) {
-        // Lock order is always stream, then `in_flight`: never hold
-        // `in_flight` while writing a line.
-        let only_this =
-            matches!(self.lock_in_flight().as_slice(), [only] if std::ptr::eq(&**only, request));
-        if only_this {
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                self.flush_partial(stream, Some(request));
-            }
+        for stream in [GuestStream::Stdout, GuestStream::Stderr] {
+            request.with_output(stream, |splitter| {
+                splitter.flush(|line| self.emit(stream, line, request_writer(request)))
+            });
         }
         let idle = {
             let mut in_flight = self.lock_in_flight();
+            let before = in_flight.len();
             in_flight.retain(|r| !std::ptr::eq(&**r, request));
+            if in_flight.len() < before {
+                self.in_flight_count.fetch_sub(1, Ordering::Relaxed);
+            }
             in_flight.is_empty()
         };
         if idle {
@@ -91,7 +106,7 @@ impl InstanceShared {
 
     /// Requests in flight (started, response not ended).
     pub fn in_flight(&self) -> usize {
-        self.lock_in_flight().len()
+        self.in_flight_count.load(Ordering::Relaxed)
     }
 
     /// Registers the waker to call when the instance becomes idle.
@@ -99,12 +114,25 @@ impl InstanceShared {
         self.waker.register(waker);
     }
 
-    /// The guest ran past its deadline.
+    /// Who is calling the host now (set by the store's call hook).
+    pub fn writer(&self) -> &CurrentWriter {
+        &self.writer
+    }
+
+    /// The guest ran past a deadline.
     pub fn set_timed_out(&self) {
         self.timed_out.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the guest ran past its deadline.
+    /// Every request in flight ran out of time (the instance was stuck).
+    pub fn expire_all(&self) {
+        self.set_timed_out();
+        for request in self.lock_in_flight().iter() {
+            request.set_timed_out();
+        }
+    }
+
+    /// Whether the guest ran past a deadline.
     pub fn timed_out(&self) -> bool {
         self.timed_out.load(Ordering::Relaxed)
     }
@@ -119,62 +147,67 @@ impl InstanceShared {
         self.memory_refusals.load(Ordering::Relaxed) > 0
     }
 
-    /// The one request a guest line belongs to: the only one in flight.
-    /// With several in flight it cannot be known, and none is named.
-    pub fn attributed(&self) -> Option<Arc<RequestInfo>> {
-        match self.lock_in_flight().as_slice() {
-            [only] => Some(only.clone()),
-            _ => None,
-        }
+    /// The request in flight with `number`, if its response has not ended.
+    fn request(&self, number: u64) -> Option<Arc<RequestInfo>> {
+        self.lock_in_flight()
+            .iter()
+            .find(|r| r.assignment().is_some_and(|a| a.number == number))
+            .cloned()
     }
 
-    /// Bytes the guest wrote to a stream: complete lines are logged at once.
-    pub fn write_output(&self, stream: Stream, bytes: &[u8]) {
-        self.splitter(stream)
-            .push(bytes, |line| self.emit(stream, line, None));
-    }
-
-    /// The line splitter of `stream`, locked.
-    fn splitter(&self, stream: Stream) -> MutexGuard<'_, LineSplitter> {
-        let splitter = match stream {
-            Stream::Stdout => &self.stdout,
-            Stream::Stderr => &self.stderr,
+    /// Bytes `writer` wrote to a stream: complete lines are logged at once.
+    pub fn write_output(&self, writer: Writer, stream: GuestStream, bytes: &[u8]) {
+        let outside = match writer {
+            Writer::Request(number) => match self.request(number) {
+                Some(request) => {
+                    request.with_output(stream, |splitter| {
+                        splitter.push(bytes, |line| {
+                            self.emit(stream, line, request_writer(&request))
+                        })
+                    });
+                    return;
+                }
+                None => Outside::AfterResponse,
+            },
+            Writer::Outside(outside) => outside,
         };
-        splitter.lock().unwrap_or_else(|p| p.into_inner())
+        let mut buffers = self.lock_unattributed();
+        buffers[stream as usize].push(bytes, |line| {
+            self.emit(stream, line, GuestWriter::Outside(outside))
+        });
     }
 
-    fn flush_partial(&self, stream: Stream, request: Option<&RequestInfo>) {
-        self.splitter(stream)
-            .flush(|line| self.emit(stream, line, Some(request)));
+    fn lock_unattributed(&self) -> MutexGuard<'_, [LineSplitter; 2]> {
+        self.unattributed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Logs one line. `request` overrides attribution when the caller knows
-    /// it (`Some(None)`: known to be nobody's).
-    fn emit(&self, stream: Stream, line: &[u8], request: Option<Option<&RequestInfo>>) {
-        let attributed;
-        let request = match request {
-            Some(request) => request,
-            None => {
-                attributed = self.attributed();
-                attributed.as_deref()
-            }
-        };
+    fn emit(&self, stream: GuestStream, line: &[u8], writer: GuestWriter<'_>) {
         let origin = GuestOrigin {
-            stream: stream.name(),
+            stream,
             component: &self.component,
-            request: request.map(|r| (r.request_id.as_str(), r.trace.trace_id.as_str())),
+            writer,
         };
         self.logs.guest_line(&origin, line);
     }
 
-    /// Records how the instance ended (first call wins) and writes out any
+    /// Records how the instance ended (first call wins) and writes out every
     /// unfinished output line.
     pub fn end(&self, outcome: InstanceOutcome) {
         let _ = self.outcome.set(outcome);
-        let only = self.attributed();
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            self.flush_partial(stream, only.as_deref());
+        let in_flight = self.lock_in_flight().clone();
+        for request in &in_flight {
+            for stream in [GuestStream::Stdout, GuestStream::Stderr] {
+                request.with_output(stream, |splitter| {
+                    splitter.flush(|line| self.emit(stream, line, request_writer(request)))
+                });
+            }
         }
+        let mut buffers = self.lock_unattributed();
+        for stream in [GuestStream::Stdout, GuestStream::Stderr] {
+            buffers[stream as usize]
+                .flush(|line| self.emit(stream, line, GuestWriter::Outside(Outside::Background)));
+        }
+        drop(buffers);
         self.ended.notify_waiters();
     }
 
@@ -197,9 +230,24 @@ impl InstanceShared {
     }
 }
 
+/// The writer field of a request's lines.
+fn request_writer(request: &RequestInfo) -> GuestWriter<'_> {
+    GuestWriter::Request {
+        request_id: &request.request_id,
+        trace_id: &request.trace.trace_id,
+    }
+}
+
 impl KeyValueFailures for InstanceShared {
-    fn failed(&self, failure: KeyValueFailure) {
-        if let Some(request) = self.attributed() {
+    fn caller(&self) -> WriterId {
+        match self.writer.get() {
+            Writer::Request(number) => WriterId(Some(number)),
+            Writer::Outside(_) => WriterId(None),
+        }
+    }
+
+    fn failed(&self, caller: WriterId, failure: KeyValueFailure) {
+        if let Some(request) = caller.0.and_then(|number| self.request(number)) {
             request.key_value_failed(failure);
         }
     }

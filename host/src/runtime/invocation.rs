@@ -7,15 +7,17 @@
 //! that frees the instance for its next request.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
 
 use super::instance::InstanceShared;
 use super::outcome::{InstanceOutcome, TrapKind};
+use super::output::LineSplitter;
 use crate::kv::KeyValueFailure;
+use crate::telemetry::logs::GuestStream;
 use crate::telemetry::trace::TraceContext;
 
 /// How long to wait for a failed instance to say why it failed.
@@ -36,13 +38,23 @@ pub struct RequestInfo {
     /// `WAITING`, then `STARTED` on an instance, then `RELEASED`; or straight
     /// to `RELEASED` when the caller gave up before it started.
     state: AtomicU8,
+    /// Set when it ran past its deadline.
+    timed_out: AtomicBool,
+    /// Set when the guest produced its response head: the deadline no longer
+    /// applies to it.
+    responded: AtomicBool,
     key_value_failure: OnceLock<KeyValueFailure>,
+    /// Its own stdout and stderr lines in the making, so that lines of
+    /// requests served at once never mix.
+    output: Mutex<[LineSplitter; 2]>,
 }
 
 /// Where a request ran.
 pub struct Assignment {
     /// The instance.
     pub instance: Arc<InstanceShared>,
+    /// Its number on the instance (1 for the first request).
+    pub number: u64,
     /// Whether the instance had served an earlier request.
     pub reused: bool,
 }
@@ -55,7 +67,10 @@ impl RequestInfo {
             trace,
             assignment: OnceLock::new(),
             state: AtomicU8::new(WAITING),
+            timed_out: AtomicBool::new(false),
+            responded: AtomicBool::new(false),
             key_value_failure: OnceLock::new(),
+            output: Mutex::default(),
         }
     }
 
@@ -75,14 +90,54 @@ impl RequestInfo {
         self.key_value_failure.get()
     }
 
-    /// The request starts on `instance`. Returns false when its caller has
-    /// already given up on it (the guest still runs it, but nobody counts on
-    /// its instance being held).
-    pub(super) fn start(&self, instance: Arc<InstanceShared>, reused: bool) -> bool {
-        let _ = self.assignment.set(Assignment { instance, reused });
+    /// The request starts on `instance` as its request `number`. Returns
+    /// false when its caller has already given up on it (the guest still runs
+    /// it, but nobody counts on its instance being held).
+    pub(super) fn start(&self, instance: Arc<InstanceShared>, number: u64) -> bool {
+        let _ = self.assignment.set(Assignment {
+            instance,
+            number,
+            reused: number > 1,
+        });
         self.state
             .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Whether its response has ended (or its caller gave up on it).
+    pub fn has_ended(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RELEASED
+    }
+
+    /// It ran past its deadline.
+    pub(super) fn set_timed_out(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it ran past its deadline.
+    pub(super) fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// The guest produced the response head.
+    pub(super) fn set_responded(&self) {
+        self.responded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its deadline still applies: the guest has not answered yet,
+    /// and the response has not ended.
+    pub(super) fn awaits_guest(&self) -> bool {
+        !self.responded.load(Ordering::Relaxed) && !self.has_ended()
+    }
+
+    /// Runs `write` on the line splitter of one of its output streams.
+    pub(super) fn with_output<R>(
+        &self,
+        stream: GuestStream,
+        write: impl FnOnce(&mut LineSplitter) -> R,
+    ) -> R {
+        let mut output = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        write(&mut output[stream as usize])
     }
 
     /// Frees the instance, if the request started on one; returns whether
@@ -144,6 +199,9 @@ pub enum GuestFailure {
     DeadlineExceeded,
     /// The guest was interrupted past its deadline.
     Interrupted,
+    /// The instance was interrupted because another request it served at
+    /// the same time ran past its deadline.
+    InstanceInterrupted,
     /// The instance trapped.
     Trapped {
         /// The kind.
@@ -165,6 +223,10 @@ impl fmt::Display for GuestFailure {
             GuestFailure::Interrupted => {
                 f.write_str("the guest ran past --request-timeout and was interrupted")
             }
+            GuestFailure::InstanceInterrupted => f.write_str(
+                "the instance was interrupted: another request it served at the same time \
+                 ran past --request-timeout",
+            ),
             GuestFailure::Trapped { kind, detail } => {
                 write!(f, "guest trapped ({kind}): {detail}")
             }
@@ -190,18 +252,14 @@ impl GuestFailure {
             Some(instance) if !guest_error_code => instance.outcome(OUTCOME_WAIT).await,
             _ => None,
         };
-        // The epoch callback sets the flag before the instance's outcome is
-        // recorded, so either says the guest ran out of time.
-        let timed_out = instance.is_some_and(|i| i.timed_out())
-            || matches!(
-                outcome,
-                Some(InstanceOutcome::Trapped {
-                    kind: TrapKind::Timeout,
-                    ..
-                })
-            );
+        // The epoch callback marks the requests past their deadline before
+        // it interrupts the instance, so the flag is set by now.
         match outcome {
-            _ if timed_out => GuestFailure::Interrupted,
+            _ if request.timed_out() => GuestFailure::Interrupted,
+            Some(InstanceOutcome::Trapped {
+                kind: TrapKind::Timeout,
+                ..
+            }) => GuestFailure::InstanceInterrupted,
             Some(InstanceOutcome::Trapped { kind, detail }) => {
                 GuestFailure::Trapped { kind, detail }
             }

@@ -12,6 +12,7 @@
 //! guest prints belongs to exactly one request. A trap or a timeout discards
 //! the instance; with reuse, that affects only the request it was serving.
 
+pub mod attribution;
 pub mod engine;
 pub mod guest_clock;
 pub mod instance;

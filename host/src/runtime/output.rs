@@ -4,6 +4,11 @@
 //! Writes never block the guest and never fail: bytes go to the instance,
 //! which logs each complete line at once. A line longer than
 //! [`MAX_GUEST_LINE`] is logged up to that length and the rest of it dropped.
+//!
+//! Who wrote the bytes: a WASIp2 write happens inside the guest's host call,
+//! so the stream asks the instance who is calling at that moment; a WASIp3
+//! write hands the host a stream it reads later, so the writer is taken when
+//! the guest makes that call (`async_stream`), and kept for the stream.
 
 use std::io;
 use std::pin::Pin;
@@ -13,29 +18,12 @@ use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::attribution::Writer;
 use super::instance::InstanceShared;
+use crate::telemetry::logs::GuestStream;
 
 /// Longest guest line kept whole.
 pub const MAX_GUEST_LINE: usize = 16 * 1024;
-
-/// Which guest output stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// stdout
-    Stdout,
-    /// stderr
-    Stderr,
-}
-
-impl Stream {
-    /// `stdout` or `stderr`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
 
 /// Splits a byte stream into lines of at most [`MAX_GUEST_LINE`] bytes.
 #[derive(Default)]
@@ -103,13 +91,24 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 #[derive(Clone)]
 pub struct GuestOutput {
     instance: Arc<InstanceShared>,
-    stream: Stream,
+    stream: GuestStream,
+    /// The writer, when fixed at the stream's creation (WASIp3).
+    writer: Option<Writer>,
 }
 
 impl GuestOutput {
     /// `stream` of `instance`.
-    pub fn new(instance: Arc<InstanceShared>, stream: Stream) -> Self {
-        GuestOutput { instance, stream }
+    pub fn new(instance: Arc<InstanceShared>, stream: GuestStream) -> Self {
+        GuestOutput {
+            instance,
+            stream,
+            writer: None,
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let writer = self.writer.unwrap_or_else(|| self.instance.writer().get());
+        self.instance.write_output(writer, self.stream, bytes);
     }
 }
 
@@ -125,7 +124,10 @@ impl StdoutStream for GuestOutput {
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
+        Box::new(GuestOutput {
+            writer: Some(self.instance.writer().get()),
+            ..self.clone()
+        })
     }
 }
 
@@ -134,7 +136,7 @@ const OUTPUT_WRITE_BUDGET: usize = 1024 * 1024;
 
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        self.instance.write_output(self.stream, &bytes);
+        GuestOutput::write(self, &bytes);
         Ok(())
     }
 
@@ -158,7 +160,7 @@ impl tokio::io::AsyncWrite for GuestOutput {
         _cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.instance.write_output(self.stream, bytes);
+        GuestOutput::write(&self, bytes);
         Poll::Ready(Ok(bytes.len()))
     }
 

@@ -5,16 +5,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::attribution::TaskTable;
 use super::instance::InstanceShared;
-use super::output::{GuestOutput, Stream};
+use super::output::GuestOutput;
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
 use crate::outbound::{self, OutboundRule};
+use crate::telemetry::logs::GuestStream;
 
 /// Everything one instance's store holds.
 pub struct HostState {
@@ -27,8 +28,11 @@ pub struct HostState {
     pub limiter: MemoryLimiter,
     /// Shared with the host.
     pub instance: Arc<InstanceShared>,
-    /// When the current request must have finished.
-    pub deadline: Option<Instant>,
+    /// The tasks of the requests the instance has started, with their
+    /// deadlines.
+    pub tasks: TaskTable,
+    /// Whether guest CPU time is measured.
+    pub count_guest_time: bool,
     /// When the host last entered wasm from outside wasm (for the CPU time
     /// metric).
     pub entered_wasm: Option<u64>,
@@ -54,8 +58,8 @@ impl HostState {
         // Spin's guest capabilities: the component's own environment and
         // nothing else; no files, no sockets, no name lookup.
         wasi.envs(environment)
-            .stdout(GuestOutput::new(instance.clone(), Stream::Stdout))
-            .stderr(GuestOutput::new(instance.clone(), Stream::Stderr))
+            .stdout(GuestOutput::new(instance.clone(), GuestStream::Stdout))
+            .stderr(GuestOutput::new(instance.clone(), GuestStream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -67,7 +71,8 @@ impl HostState {
             kv,
             limiter,
             instance,
-            deadline: None,
+            tasks: TaskTable::default(),
+            count_guest_time: false,
             entered_wasm: None,
             wasm_depth: 0,
             wasm_time: 0,

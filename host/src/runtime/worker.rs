@@ -83,27 +83,23 @@ impl ComponentHost {
             ),
         );
         let mut store = Store::new(&self.engine, state);
+        store.data_mut().count_guest_time = shared.metrics.enabled();
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(interrupt_past_deadline);
-        if shared.metrics.enabled() {
-            store.call_hook(count_guest_time);
-        }
+        store.call_hook(on_call);
         store
     }
 }
 
-/// The epoch callback: interrupts a guest past its request's deadline, else
-/// lets other tasks on this thread run (a plain `Yield` starves them while a
-/// guest spins).
+/// The epoch callback: interrupts the guest when a request it serves is past
+/// its deadline, else lets other tasks on this thread run (a plain `Yield`
+/// starves them while a guest spins).
 fn interrupt_past_deadline(
     mut context: StoreContextMut<'_, HostState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let state = context.data_mut();
-    if state
-        .deadline
-        .is_some_and(|deadline| Instant::now() >= deadline)
-    {
+    if state.tasks.expire(Instant::now()) {
         state.instance.set_timed_out();
         return Ok(UpdateDeadline::Interrupt);
     }
@@ -113,15 +109,23 @@ fn interrupt_past_deadline(
     ))
 }
 
-/// The call hook behind `wasm_guest_cpu_time_seconds_total`, on the cheap
-/// clock of `guest_clock`. Host calls the guest makes count as its time; only
-/// the outermost entry and exit read the clock, so the host calling back
-/// into the guest during a guest call does not restart the outer measurement.
-fn count_guest_time(
-    mut context: StoreContextMut<'_, HostState>,
-    hook: CallHook,
-) -> wasmtime::Result<()> {
+/// The store's call hook. On each call into the host it names the request
+/// whose task is calling (see [`super::attribution`]). It also keeps
+/// `wasm_guest_cpu_time_seconds_total`, on the cheap clock of `guest_clock`:
+/// host calls the guest makes count as its time; only the outermost entry
+/// and exit read the clock, so the host calling back into the guest during a
+/// guest call does not restart the outer measurement.
+fn on_call(mut context: StoreContextMut<'_, HostState>, hook: CallHook) -> wasmtime::Result<()> {
+    if matches!(hook, CallHook::CallingHost) {
+        let root = context.async_call_stack()?.last();
+        let state = context.data_mut();
+        state.instance.writer().set(state.tasks.writer(root));
+        return Ok(());
+    }
     let state = context.data_mut();
+    if !state.count_guest_time {
+        return Ok(());
+    }
     match hook {
         CallHook::CallingWasm => {
             if state.wasm_depth == 0 {
@@ -208,14 +212,30 @@ impl WorkerExpiration for Expiry {
         }
         let expired = this.timer.as_mut().poll(cx);
         if expired.is_ready() && status != WorkerStatus::Idle {
-            // A busy instance out of time: what `Worker::drop` reports.
-            this.instance.set_timed_out();
+            // A busy instance out of time (`since` is its latest request's
+            // start, so every request on it is): what `Worker::drop` reports.
+            this.instance.expire_all();
         }
         expired
     }
 }
 
-/// One live instance, as `ProxyHandler` drives it.
+/// Held by the future `ProxyHandler` races against a request's response,
+/// which ends at the deadline: dropped before then, the guest has answered,
+/// and the deadline no longer applies to the request.
+struct UntilAnswered {
+    request: Arc<RequestInfo>,
+    expired: bool,
+}
+
+impl Drop for UntilAnswered {
+    fn drop(&mut self) {
+        if !self.expired {
+            self.request.set_responded();
+        }
+    }
+}
+
 pub(super) struct Worker {
     instance: Arc<InstanceShared>,
     component: Arc<ComponentShared>,
@@ -241,17 +261,26 @@ impl WorkerState for Worker {
         &self,
         mut store: StoreContextMut<'_, HostState>,
         request: Arc<RequestInfo>,
-        _task: GuestTaskId,
+        task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
         let timeout = self.component.settings.request_timeout;
         // Re-arm: an epoch that passed while the instance was idle must not
         // count against this request.
         store.set_epoch_deadline(1);
         let state = store.data_mut();
-        state.deadline = Some(Instant::now() + timeout);
         self.component.report_wasm_time(state);
-        self.instance.start(request);
-        Box::pin(tokio::time::sleep(timeout))
+        let number = self.instance.start(request.clone());
+        state
+            .tasks
+            .started(task, number, Instant::now() + timeout, request.clone());
+        Box::pin(async move {
+            let mut waiting = UntilAnswered {
+                request,
+                expired: false,
+            };
+            tokio::time::sleep(timeout).await;
+            waiting.expired = true;
+        })
     }
 
     fn drop(&self, mut store: Store<HostState>, result: wasmtime::Result<()>) {

@@ -245,10 +245,9 @@ impl LogSink {
         if self.format == LogFormat::Off {
             return;
         }
-        let default_level = if origin.stream == "stderr" {
-            "warn"
-        } else {
-            "info"
+        let default_level = match origin.stream {
+            GuestStream::Stderr => "warn",
+            GuestStream::Stdout => "info",
         };
         let object = parse_object(text);
         let level = object
@@ -264,7 +263,7 @@ impl LogSink {
                 humantime::format_rfc3339_micros(now),
                 level.to_uppercase(),
                 origin.component,
-                origin.stream,
+                origin.stream.name(),
                 String::from_utf8_lossy(text).escape_debug(),
             );
             self.writer.push(line.as_bytes());
@@ -280,16 +279,20 @@ impl LogSink {
                 None => line.bytes_capped("message", text, GUEST_MESSAGE_MAX),
             }
             line.str("source", "guest");
-            line.str("stream", origin.stream);
+            line.str("stream", origin.stream.name());
             line.str("component", origin.component);
-            match origin.request {
-                Some((request_id, trace_id)) => {
+            match origin.writer {
+                GuestWriter::Request {
+                    request_id,
+                    trace_id,
+                } => {
                     line.str("request_id", request_id);
                     line.str("trace_id", trace_id);
                 }
-                None => {
+                GuestWriter::Outside(why) => {
                     line.raw("request_id", b"null");
                     line.raw("trace_id", b"null");
+                    line.str("outside_request", why.as_str());
                 }
             }
             if let Some(object) = object {
@@ -320,18 +323,74 @@ const RESERVED_FIELDS: &[&str] = &[
     "request_id",
     "trace_id",
     "span_id",
+    "outside_request",
     "truncated",
 ];
 
+/// Which guest output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestStream {
+    /// stdout: lines are `info` unless they say otherwise.
+    Stdout,
+    /// stderr: lines are `warn` unless they say otherwise.
+    Stderr,
+}
+
+impl GuestStream {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestStream::Stdout => "stdout",
+            GuestStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Why a guest line belongs to no request: its `outside_request` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outside {
+    /// Written while the instance started, before any request.
+    Instantiation,
+    /// Written by a request's task after that request's response had ended.
+    AfterResponse,
+    /// Written by a task of no request the host knows (work the guest left
+    /// running, or a task the host no longer tracks).
+    Background,
+}
+
+impl Outside {
+    /// The field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outside::Instantiation => "instantiation",
+            Outside::AfterResponse => "after_response",
+            Outside::Background => "background",
+        }
+    }
+}
+
+/// Whose guest task wrote a line.
+#[derive(Debug, Clone, Copy)]
+pub enum GuestWriter<'a> {
+    /// A request's task.
+    Request {
+        /// The request's id.
+        request_id: &'a str,
+        /// Its trace.
+        trace_id: &'a str,
+    },
+    /// No request's task.
+    Outside(Outside),
+}
+
 /// Where a guest line came from.
 pub struct GuestOrigin<'a> {
-    /// `stdout` or `stderr`.
-    pub stream: &'static str,
+    /// The stream.
+    pub stream: GuestStream,
     /// The component id.
     pub component: &'a str,
-    /// `(request_id, trace_id)` of the request the line belongs to; `None`
-    /// when it cannot be known (instance serving several requests at once).
-    pub request: Option<(&'a str, &'a str)>,
+    /// Who wrote it.
+    pub writer: GuestWriter<'a>,
 }
 
 fn parse_object(text: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
