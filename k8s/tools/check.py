@@ -15,11 +15,12 @@
    PrometheusRule and the plain rules file hold the same rules.
 4. `promtool check rules` on the rules and `promtool check config` on the
    annotation-based scrape config.
-5. Runs the Fluentd, Fluent Bit and sidecar pipelines, as their configs
-   declare them, over real hero-host log lines wrapped in the CRI and
-   docker json-file formats (see logging_model.py: a model of the tools,
-   since neither binary can be installed here), and checks the labels and
-   lines that would reach Loki.
+5. Runs the Fluentd, Fluent Bit, sidecar and Grafana Alloy pipelines, as
+   their configs declare them, over real hero-host log lines wrapped in the
+   CRI and docker json-file formats (see logging_model.py: a model of the
+   tools, since none of their binaries can be installed here), and checks
+   the labels, lines and event times that would reach Loki (inside Loki's
+   acceptance window, as written).
 
 Exit status 1 when anything fails.
 """
@@ -620,7 +621,7 @@ def check_scrape_config() -> None:
 
 
 def check_logging_pipelines() -> None:
-    section("log pipelines over real hero-host lines (model of Fluentd / Fluent Bit)")
+    section("log pipelines over real hero-host lines (model of Fluentd / Fluent Bit / Alloy)")
     for message in logging_model.run_all(K8S):
         if message.startswith("FAIL "):
             fail(message[5:])
