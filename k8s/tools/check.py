@@ -41,6 +41,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import logging_model  # noqa: E402
+import wiring  # noqa: E402
 
 K8S = Path(__file__).resolve().parent.parent
 MONITORING = K8S / "components/monitoring"
@@ -88,6 +89,11 @@ def fail(message: str) -> None:
 
 def ok(message: str) -> None:
     print(f"ok   {message}")
+
+
+def report(name: str, results: list[tuple[bool, str]]) -> None:
+    for passed, message in results:
+        (ok if passed else fail)(f"{name}: {message}")
 
 
 def section(title: str) -> None:
@@ -157,15 +163,29 @@ def render_all() -> dict[str, list[dict]]:
 # --------------------------------------------------------------- validation
 
 
-def validate_operator_resource(doc: dict) -> str | None:
-    """Validates a monitoring.coreos.com/v1 resource against the operator's
-    CRD models. Returns an error, or None."""
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
+
+
+def crd_model(doc: dict):
+    """The model generated from the CRD of a Prometheus operator or KEDA
+    resource, or None."""
+    from cloudcoil.models.keda import v1alpha1 as keda
     from cloudcoil.models.prometheus_operator import v1
 
-    model = {"ServiceMonitor": v1.ServiceMonitor, "PodMonitor": v1.PodMonitor,
-             "PrometheusRule": v1.PrometheusRule}.get(doc["kind"])
+    return {
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): v1.ServiceMonitor,
+        ("monitoring.coreos.com/v1", "PodMonitor"): v1.PodMonitor,
+        ("monitoring.coreos.com/v1", "PrometheusRule"): v1.PrometheusRule,
+        ("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
+    }.get((doc.get("apiVersion"), doc["kind"]))
+
+
+def validate_crd_resource(doc: dict) -> str | None:
+    """Validates a Prometheus operator or KEDA resource against the models
+    generated from their CRDs. Returns an error, or None."""
+    model = crd_model(doc)
     if model is None:
-        return f"no model for {doc['kind']}"
+        return f"no model for {doc.get('apiVersion')} {doc['kind']}"
     try:
         parsed = model.model_validate(doc)
     except Exception as error:  # pydantic.ValidationError
@@ -207,8 +227,8 @@ def validate_schemas(renders: dict[str, list[dict]]) -> None:
         errors = 0
         for doc in docs:
             what = f"{name}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-            if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
-                error = validate_operator_resource(doc)
+            if doc.get("apiVersion", "").startswith(CRD_GROUPS):
+                error = validate_crd_resource(doc)
                 if error:
                     errors += 1
                     fail(f"{what}: {error}")
@@ -325,7 +345,7 @@ def check_registry_pod(name: str, docs: list[dict]) -> None:
     if config is None:
         problems.append(f"runtime config {config_path} is not in a mounted ConfigMap")
     else:
-        problems += check_runtime_config(config, docs, dep["spec"].get("replicas", 1), state_dir)
+        problems += check_runtime_config(config, docs, wiring.max_replicas(docs, dep), state_dir)
     if problems:
         for problem in problems:
             fail(f"{name}: Deployment hero-registry: {problem}")
@@ -447,8 +467,9 @@ def check_logging(name: str, docs: list[dict]) -> None:
             continue
         role = find(docs, "ClusterRole", bindings[0]["roleRef"]["name"])
         rules = role[0]["rules"] if role else []
-        if not any({"pods", "namespaces"} <= set(r.get("resources", [])) for r in rules):
-            fail(f"{name}: ClusterRole of {ds['metadata']['name']} cannot read pods and namespaces")
+        if not any("pods" in r.get("resources", []) and {"get", "list", "watch"} <= set(r.get("verbs", []))
+                   for r in rules):
+            fail(f"{name}: ClusterRole of {ds['metadata']['name']} cannot get, list and watch pods")
         mounts = {
             m["mountPath"] for c in ds["spec"]["template"]["spec"]["containers"] for m in c.get("volumeMounts", [])
         }
@@ -467,7 +488,8 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
             continue
         check_registry_pod(name, docs)
         check_network_policy(name, docs)
-        if name.startswith("overlays/"):
+        report(name, wiring.check_wiring(docs, known_metric))
+        if name.startswith(("overlays/", "chart/")):
             check_monitoring(name, docs)
             check_logging(name, docs)
     # Labels on Redis must not be app=hero-registry (the Service would
@@ -475,7 +497,7 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
     for name, docs in renders.items():
         for doc in docs:
             labels = doc.get("metadata", {}).get("labels", {})
-            if doc["metadata"]["name"] in ("redis", "fluentd", "fluent-bit") and labels.get("app") == "hero-registry":
+            if doc["metadata"]["name"] in ("redis", "fluentd", "fluent-bit", "alloy") and labels.get("app") == "hero-registry":
                 fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} is labelled app=hero-registry")
 
 
@@ -533,6 +555,8 @@ def check_promql_and_rules(have_promtool: bool) -> None:
               "HeroRegistryGuestTimeouts", "HeroRegistryTargetDown", "HeroRegistryLogLinesDropped"}
     if not wanted <= alerts:
         fail(f"alerts missing: {sorted(wanted - alerts)}")
+    for passed, message in wiring.check_runbooks(rules, K8S / "README.md"):
+        (ok if passed else fail)(message)
     # Dashboard structure.
     dashboard = json.loads(DASHBOARD.read_text())
     ids = [p["id"] for p in dashboard["panels"]]
