@@ -40,6 +40,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chart  # noqa: E402
 import logging_model  # noqa: E402
 import wiring  # noqa: E402
 
@@ -137,6 +138,35 @@ def render(directory: Path) -> list[dict] | None:
         fail(f"kubectl kustomize {directory.relative_to(K8S)}: {result.stderr.strip()}")
         return None
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def render_chart(renders: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The chart with each overlay's values file, compared with the overlay."""
+    section("Helm chart: lint, render with each overlay's values, compare with the overlay")
+    chart_dir = K8S / "chart"
+    files = chart.values_files(chart_dir)
+    overlays = {name.split("/", 1)[1] for name in renders if name.startswith("overlays/")}
+    for missing in sorted(overlays - set(files)):
+        fail(f"overlay {missing} has no chart values file chart/ci/{missing}.yaml")
+    charts = {}
+    for name, values in files.items():
+        problem = chart.lint(chart_dir, values)
+        if problem:
+            fail(f"helm lint --strict -f chart/ci/{values.name}: {problem}")
+        docs, error = chart.render(chart_dir, values)
+        if docs is None:
+            fail(f"helm template -f chart/ci/{values.name}: {error}")
+            continue
+        charts[f"chart/{name}"] = docs
+        if f"overlays/{name}" not in renders:
+            fail(f"chart/ci/{values.name} names no overlay")
+            continue
+        problems = chart.compare(name, renders[f"overlays/{name}"], docs)
+        for problem in problems:
+            fail(f"chart/{name} differs from overlays/{name}: {problem}")
+        if not problems:
+            ok(f"chart/{name}: {len(docs)} objects, the same as overlays/{name}")
+    return charts
 
 
 def render_all() -> dict[str, list[dict]]:
@@ -393,8 +423,8 @@ def check_network_policy(name: str, docs: list[dict]) -> None:
         return
     spec = policies[0]["spec"]
     problems = []
-    if spec.get("podSelector", {}).get("matchLabels") != {"app": "hero-registry"}:
-        problems.append("podSelector is not app=hero-registry")
+    if spec.get("podSelector", {}).get("matchLabels", {}).get("app") != "hero-registry":
+        problems.append("podSelector does not select app=hero-registry")
     admin_from = [
         rule.get("from") for rule in spec.get("ingress", [])
         if any(p.get("port") in ("admin", 9464) for p in rule.get("ports", []))
@@ -443,7 +473,7 @@ def _check_monitoring(name: str, docs: list[dict]) -> None:
         endpoints = spec.get("endpoints") or spec.get("podMetricsEndpoints") or []
         if [e.get("port") for e in endpoints] != ["admin"] or spec.get("podTargetLabels") != ["app"]:
             fail(f"{name}: {monitor['kind']} must scrape port admin with podTargetLabels [app]")
-        if spec.get("selector", {}).get("matchLabels") != {"app": "hero-registry"}:
+        if spec.get("selector", {}).get("matchLabels", {}).get("app") != "hero-registry":
             fail(f"{name}: {monitor['kind']} does not select app=hero-registry")
         if monitor["kind"] == "ServiceMonitor":
             services = find(docs, "Service", "hero-registry")
@@ -489,6 +519,8 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
         check_registry_pod(name, docs)
         check_network_policy(name, docs)
         report(name, wiring.check_wiring(docs, known_metric))
+        if name != "base":
+            report(name, wiring.check_namespaces(docs))
         if name.startswith(("overlays/", "chart/")):
             check_monitoring(name, docs)
             check_logging(name, docs)
@@ -497,7 +529,7 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
     for name, docs in renders.items():
         for doc in docs:
             labels = doc.get("metadata", {}).get("labels", {})
-            if doc["metadata"]["name"] in ("redis", "fluentd", "fluent-bit", "alloy") and labels.get("app") == "hero-registry":
+            if doc["metadata"]["name"].endswith(("redis", "fluentd", "fluent-bit", "alloy")) and labels.get("app") == "hero-registry":
                 fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} is labelled app=hero-registry")
 
 
@@ -661,6 +693,8 @@ def main() -> int:
     have_kubectl = "--no-kubectl" not in sys.argv
     have_validate = "--no-validate" not in sys.argv
     renders = render_all() if have_kubectl else {}
+    if renders and "--no-helm" not in sys.argv:
+        renders.update(render_chart(renders))
     if renders and have_validate:
         validate_schemas(renders)
     if renders:

@@ -141,6 +141,19 @@ def check_autoscalers(docs: list[dict], known_metric) -> list[Result]:
     return results
 
 
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+
+
+def check_namespaces(docs: list[dict]) -> list[Result]:
+    """Every namespaced object names its namespace: one without would land
+    in whatever namespace kubectl's context has."""
+    loose = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
+             if d["kind"] not in CLUSTER_SCOPED and not d["metadata"].get("namespace")]
+    if loose:
+        return [(False, f"objects without a namespace: {', '.join(loose)}")]
+    return []
+
+
 def check_wiring(docs: list[dict], known_metric) -> list[Result]:
     return check_selectors(docs) + check_ingress(docs) + check_autoscalers(docs, known_metric)
 
