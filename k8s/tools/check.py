@@ -15,11 +15,12 @@
    PrometheusRule and the plain rules file hold the same rules.
 4. `promtool check rules` on the rules and `promtool check config` on the
    annotation-based scrape config.
-5. Runs the Fluentd, Fluent Bit and sidecar pipelines, as their configs
-   declare them, over real hero-host log lines wrapped in the CRI and
-   docker json-file formats (see logging_model.py: a model of the tools,
-   since neither binary can be installed here), and checks the labels and
-   lines that would reach Loki.
+5. Runs the Fluentd, Fluent Bit, sidecar and Grafana Alloy pipelines, as
+   their configs declare them, over real hero-host log lines wrapped in the
+   CRI and docker json-file formats (see logging_model.py: a model of the
+   tools, since none of their binaries can be installed here), and checks
+   the labels, lines and event times that would reach Loki (inside Loki's
+   acceptance window, as written).
 
 Exit status 1 when anything fails.
 """
@@ -39,7 +40,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chart  # noqa: E402
 import logging_model  # noqa: E402
+import wiring  # noqa: E402
 
 K8S = Path(__file__).resolve().parent.parent
 MONITORING = K8S / "components/monitoring"
@@ -89,6 +92,11 @@ def ok(message: str) -> None:
     print(f"ok   {message}")
 
 
+def report(name: str, results: list[tuple[bool, str]]) -> None:
+    for passed, message in results:
+        (ok if passed else fail)(f"{name}: {message}")
+
+
 def section(title: str) -> None:
     print(f"\n--- {title}")
 
@@ -132,6 +140,35 @@ def render(directory: Path) -> list[dict] | None:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def render_chart(renders: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The chart with each overlay's values file, compared with the overlay."""
+    section("Helm chart: lint, render with each overlay's values, compare with the overlay")
+    chart_dir = K8S / "chart"
+    files = chart.values_files(chart_dir)
+    overlays = {name.split("/", 1)[1] for name in renders if name.startswith("overlays/")}
+    for missing in sorted(overlays - set(files)):
+        fail(f"overlay {missing} has no chart values file chart/ci/{missing}.yaml")
+    charts = {}
+    for name, values in files.items():
+        problem = chart.lint(chart_dir, values)
+        if problem:
+            fail(f"helm lint --strict -f chart/ci/{values.name}: {problem}")
+        docs, error = chart.render(chart_dir, values)
+        if docs is None:
+            fail(f"helm template -f chart/ci/{values.name}: {error}")
+            continue
+        charts[f"chart/{name}"] = docs
+        if f"overlays/{name}" not in renders:
+            fail(f"chart/ci/{values.name} names no overlay")
+            continue
+        problems = chart.compare(name, renders[f"overlays/{name}"], docs)
+        for problem in problems:
+            fail(f"chart/{name} differs from overlays/{name}: {problem}")
+        if not problems:
+            ok(f"chart/{name}: {len(docs)} objects, the same as overlays/{name}")
+    return charts
+
+
 def render_all() -> dict[str, list[dict]]:
     section("render every kustomization (kubectl kustomize)")
     dirs = kustomization_dirs()
@@ -156,15 +193,29 @@ def render_all() -> dict[str, list[dict]]:
 # --------------------------------------------------------------- validation
 
 
-def validate_operator_resource(doc: dict) -> str | None:
-    """Validates a monitoring.coreos.com/v1 resource against the operator's
-    CRD models. Returns an error, or None."""
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
+
+
+def crd_model(doc: dict):
+    """The model generated from the CRD of a Prometheus operator or KEDA
+    resource, or None."""
+    from cloudcoil.models.keda import v1alpha1 as keda
     from cloudcoil.models.prometheus_operator import v1
 
-    model = {"ServiceMonitor": v1.ServiceMonitor, "PodMonitor": v1.PodMonitor,
-             "PrometheusRule": v1.PrometheusRule}.get(doc["kind"])
+    return {
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): v1.ServiceMonitor,
+        ("monitoring.coreos.com/v1", "PodMonitor"): v1.PodMonitor,
+        ("monitoring.coreos.com/v1", "PrometheusRule"): v1.PrometheusRule,
+        ("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
+    }.get((doc.get("apiVersion"), doc["kind"]))
+
+
+def validate_crd_resource(doc: dict) -> str | None:
+    """Validates a Prometheus operator or KEDA resource against the models
+    generated from their CRDs. Returns an error, or None."""
+    model = crd_model(doc)
     if model is None:
-        return f"no model for {doc['kind']}"
+        return f"no model for {doc.get('apiVersion')} {doc['kind']}"
     try:
         parsed = model.model_validate(doc)
     except Exception as error:  # pydantic.ValidationError
@@ -206,8 +257,8 @@ def validate_schemas(renders: dict[str, list[dict]]) -> None:
         errors = 0
         for doc in docs:
             what = f"{name}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-            if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
-                error = validate_operator_resource(doc)
+            if doc.get("apiVersion", "").startswith(CRD_GROUPS):
+                error = validate_crd_resource(doc)
                 if error:
                     errors += 1
                     fail(f"{what}: {error}")
@@ -324,7 +375,7 @@ def check_registry_pod(name: str, docs: list[dict]) -> None:
     if config is None:
         problems.append(f"runtime config {config_path} is not in a mounted ConfigMap")
     else:
-        problems += check_runtime_config(config, docs, dep["spec"].get("replicas", 1), state_dir)
+        problems += check_runtime_config(config, docs, wiring.max_replicas(docs, dep), state_dir)
     if problems:
         for problem in problems:
             fail(f"{name}: Deployment hero-registry: {problem}")
@@ -372,8 +423,8 @@ def check_network_policy(name: str, docs: list[dict]) -> None:
         return
     spec = policies[0]["spec"]
     problems = []
-    if spec.get("podSelector", {}).get("matchLabels") != {"app": "hero-registry"}:
-        problems.append("podSelector is not app=hero-registry")
+    if spec.get("podSelector", {}).get("matchLabels", {}).get("app") != "hero-registry":
+        problems.append("podSelector does not select app=hero-registry")
     admin_from = [
         rule.get("from") for rule in spec.get("ingress", [])
         if any(p.get("port") in ("admin", 9464) for p in rule.get("ports", []))
@@ -422,7 +473,7 @@ def _check_monitoring(name: str, docs: list[dict]) -> None:
         endpoints = spec.get("endpoints") or spec.get("podMetricsEndpoints") or []
         if [e.get("port") for e in endpoints] != ["admin"] or spec.get("podTargetLabels") != ["app"]:
             fail(f"{name}: {monitor['kind']} must scrape port admin with podTargetLabels [app]")
-        if spec.get("selector", {}).get("matchLabels") != {"app": "hero-registry"}:
+        if spec.get("selector", {}).get("matchLabels", {}).get("app") != "hero-registry":
             fail(f"{name}: {monitor['kind']} does not select app=hero-registry")
         if monitor["kind"] == "ServiceMonitor":
             services = find(docs, "Service", "hero-registry")
@@ -446,8 +497,9 @@ def check_logging(name: str, docs: list[dict]) -> None:
             continue
         role = find(docs, "ClusterRole", bindings[0]["roleRef"]["name"])
         rules = role[0]["rules"] if role else []
-        if not any({"pods", "namespaces"} <= set(r.get("resources", [])) for r in rules):
-            fail(f"{name}: ClusterRole of {ds['metadata']['name']} cannot read pods and namespaces")
+        if not any("pods" in r.get("resources", []) and {"get", "list", "watch"} <= set(r.get("verbs", []))
+                   for r in rules):
+            fail(f"{name}: ClusterRole of {ds['metadata']['name']} cannot get, list and watch pods")
         mounts = {
             m["mountPath"] for c in ds["spec"]["template"]["spec"]["containers"] for m in c.get("volumeMounts", [])
         }
@@ -466,7 +518,10 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
             continue
         check_registry_pod(name, docs)
         check_network_policy(name, docs)
-        if name.startswith("overlays/"):
+        report(name, wiring.check_wiring(docs, known_metric))
+        if name != "base":
+            report(name, wiring.check_namespaces(docs))
+        if name.startswith(("overlays/", "chart/")):
             check_monitoring(name, docs)
             check_logging(name, docs)
     # Labels on Redis must not be app=hero-registry (the Service would
@@ -474,7 +529,7 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
     for name, docs in renders.items():
         for doc in docs:
             labels = doc.get("metadata", {}).get("labels", {})
-            if doc["metadata"]["name"] in ("redis", "fluentd", "fluent-bit") and labels.get("app") == "hero-registry":
+            if doc["metadata"]["name"].endswith(("redis", "fluentd", "fluent-bit", "alloy")) and labels.get("app") == "hero-registry":
                 fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} is labelled app=hero-registry")
 
 
@@ -532,6 +587,8 @@ def check_promql_and_rules(have_promtool: bool) -> None:
               "HeroRegistryGuestTimeouts", "HeroRegistryTargetDown", "HeroRegistryLogLinesDropped"}
     if not wanted <= alerts:
         fail(f"alerts missing: {sorted(wanted - alerts)}")
+    for passed, message in wiring.check_runbooks(rules, K8S / "README.md"):
+        (ok if passed else fail)(message)
     # Dashboard structure.
     dashboard = json.loads(DASHBOARD.read_text())
     ids = [p["id"] for p in dashboard["panels"]]
@@ -620,7 +677,7 @@ def check_scrape_config() -> None:
 
 
 def check_logging_pipelines() -> None:
-    section("log pipelines over real hero-host lines (model of Fluentd / Fluent Bit)")
+    section("log pipelines over real hero-host lines (model of Fluentd / Fluent Bit / Alloy)")
     for message in logging_model.run_all(K8S):
         if message.startswith("FAIL "):
             fail(message[5:])
@@ -636,6 +693,8 @@ def main() -> int:
     have_kubectl = "--no-kubectl" not in sys.argv
     have_validate = "--no-validate" not in sys.argv
     renders = render_all() if have_kubectl else {}
+    if renders and "--no-helm" not in sys.argv:
+        renders.update(render_chart(renders))
     if renders and have_validate:
         validate_schemas(renders)
     if renders:

@@ -1,0 +1,1 @@
+../../../components/logging/fluent-bit-sidecar/tee-stdout.sh
