@@ -63,7 +63,7 @@ pub fn guest_request(
     .map_err(|_| "a path segment cannot be a header value")?;
     headers.insert(
         HeaderName::from_static("traceparent"),
-        HeaderValue::try_from(forwarding.info.trace.traceparent())
+        HeaderValue::from_bytes(forwarding.info.trace.traceparent().as_bytes())
             .map_err(|_| "invalid trace context")?,
     );
     let body = RequestBody::new(body, forwarding.max_body, forwarding.request_bytes).boxed();

@@ -62,8 +62,8 @@ impl Reply {
 
     /// The response, with the record riding on its body.
     pub fn into_response(self, mut record: Record) -> Response<ResponseBody<Record>> {
-        let request_id =
-            HeaderValue::from_str(&record.info().request_id).expect("request ids are hex digits");
+        let request_id = HeaderValue::from_str(record.info().request_id.as_str())
+            .expect("request ids are hex digits");
         let mut response = match self {
             Reply::Guest(response) => {
                 record.set_status(response.status());

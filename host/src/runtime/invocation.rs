@@ -18,7 +18,7 @@ use super::outcome::{InstanceOutcome, TrapKind};
 use super::output::LineSplitter;
 use crate::kv::KeyValueFailure;
 use crate::telemetry::logs::GuestStream;
-use crate::telemetry::trace::TraceContext;
+use crate::telemetry::trace::{RequestId, TraceContext};
 
 /// How long to wait for a failed instance to say why it failed.
 const OUTCOME_WAIT: Duration = Duration::from_millis(200);
@@ -30,8 +30,8 @@ const RELEASED: u8 = 2;
 
 /// One request, as the runtime and the log see it.
 pub struct RequestInfo {
-    /// Unique id (32 hex digits).
-    pub request_id: String,
+    /// Unique id.
+    pub request_id: RequestId,
     /// Its trace and span.
     pub trace: TraceContext,
     assignment: OnceLock<Assignment>,
@@ -61,7 +61,7 @@ pub struct Assignment {
 
 impl RequestInfo {
     /// A request not yet given to an instance.
-    pub fn new(request_id: String, trace: TraceContext) -> Self {
+    pub fn new(request_id: RequestId, trace: TraceContext) -> Self {
         RequestInfo {
             request_id,
             trace,
