@@ -146,13 +146,13 @@ fn ladder(out: &mut String, results: &Results) {
     );
     let _ = writeln!(
         out,
-        "  {:<LABEL$} {:>19} {:>8} {:>17}",
-        "step", "req/s before→after", "cost", "p99 ms before→after"
+        "  {:<LABEL$} {:>10} {:>10} {:>8} {:>11} {:>11}",
+        "step", "req/s from", "req/s to", "cost", "p99 ms from", "p99 ms to"
     );
     for (what, from, to) in steps {
         let _ = writeln!(
             out,
-            "  {:<LABEL$} {:>8.0} → {:>8.0} {:>7.1}% {:>7.3} → {:>7.3}",
+            "  {:<LABEL$} {:>10.1} {:>10.1} {:>7.1}% {:>11.3} {:>11.3}",
             what,
             from.load.rps,
             to.load.rps,
@@ -362,7 +362,7 @@ fn targets(out: &mut String, results: &Results) {
             Some(false) => "NOT met",
             None => "",
         };
-        let what = format!("{}: {}", t.issue, t.what);
+        let what = format!("{:>2}: {}", t.issue, t.what);
         let _ = writeln!(out, "  {what:<66} {:>9} {:>14}  {met}", t.goal, t.measured);
     }
 }
@@ -441,7 +441,7 @@ mod tests {
         };
         let text = render(&results);
         let line = text.lines().find(|l| l.contains("POST /heroes")).unwrap();
-        assert!(line.trim_start().starts_with("12: POST"), "{line}");
+        assert!(line.starts_with("  12: POST"), "{line}");
         assert!(line.ends_with("NOT met"), "{line}");
     }
 }

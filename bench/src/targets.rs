@@ -25,12 +25,18 @@ enum Unit {
 }
 
 impl Unit {
-    fn show(self, value: f64, decimals: usize) -> String {
-        match self {
-            Unit::Times => format!("{value:.decimals$}×"),
-            Unit::Percent => format!("{:.decimals$}%", value * 100.0),
-            Unit::Ms => format!("{value:.decimals$} ms"),
-            Unit::MiB => format!("{value:.decimals$} MiB"),
+    /// `value` as a goal (`goal`: ratios to one decimal, the rest whole) or
+    /// as a measurement (one more decimal).
+    fn show(self, value: f64, goal: bool) -> String {
+        match (self, goal) {
+            (Unit::Times, true) => format!("{value:.1}×"),
+            (Unit::Times, false) => format!("{value:.2}×"),
+            (Unit::Percent, true) => format!("{:.0}%", value * 100.0),
+            (Unit::Percent, false) => format!("{:.1}%", value * 100.0),
+            (Unit::Ms, true) => format!("{value:.0} ms"),
+            (Unit::Ms, false) => format!("{value:.1} ms"),
+            (Unit::MiB, true) => format!("{value:.0} MiB"),
+            (Unit::MiB, false) => format!("{value:.1} MiB"),
         }
     }
 }
@@ -45,11 +51,11 @@ impl Targets<'_> {
     fn push(&mut self, issue: u32, what: &str, goal: Goal, unit: Unit, value: Option<f64>) {
         let (goal_text, met) = match goal {
             Goal::AtLeast(limit) => (
-                format!("≥ {}", unit.show(limit, 1)),
+                format!("≥ {}", unit.show(limit, true)),
                 value.map(|v| v >= limit),
             ),
             Goal::AtMost(limit) => (
-                format!("≤ {}", unit.show(limit, 1)),
+                format!("≤ {}", unit.show(limit, true)),
                 value.map(|v| v <= limit),
             ),
             Goal::Report => ("(report)".to_owned(), None),
@@ -58,7 +64,7 @@ impl Targets<'_> {
             issue,
             what: what.into(),
             goal: goal_text,
-            measured: value.map_or("not measured".into(), |v| unit.show(v, 2)),
+            measured: value.map_or("not measured".into(), |v| unit.show(v, false)),
             met,
         });
     }
@@ -401,7 +407,7 @@ mod tests {
         );
         assert_eq!(
             (cost.goal.as_str(), cost.measured.as_str(), cost.met),
-            ("≤ 5.0%", "4.00%", Some(true))
+            ("≤ 5%", "4.0%", Some(true))
         );
     }
 
@@ -445,7 +451,7 @@ mod tests {
         let scrape = find(&targets, "/metrics scrape p99");
         assert_eq!(
             (scrape.measured.as_str(), scrape.met),
-            ("12.50 ms", Some(false))
+            ("12.5 ms", Some(false))
         );
     }
 }
