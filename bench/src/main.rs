@@ -4,13 +4,27 @@
 //!   saves the comparison table (`bench/run` builds everything and calls it);
 //! - `hero-bench load` is the closed-loop HTTP/1.1 load generator;
 //! - `hero-bench seed` creates heroes and writes their ids for `load`;
-//! - `hero-bench hello` is the bare hyper hello server, the ceiling.
+//! - `hero-bench hello` is the bare hyper hello server, the ceiling;
+//! - `hero-bench sink` is a stand-in OTLP/HTTP collector that counts what it
+//!   gets, for pricing trace export.
 
+mod client;
+mod contender;
 mod hello;
+mod lineup;
 mod load;
+mod log_count;
+mod machine;
+mod price;
 mod report;
+mod results;
 mod run;
+mod runner;
+mod scenario;
 mod server;
+mod sink;
+mod spin;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +32,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
 
 /// Benchmark hero-host against `wasmtime serve`, FastAPI and bare hyper.
 #[derive(Debug, Parser)]
@@ -33,13 +48,20 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Drive one server with a closed-loop load and print what it measured
     /// as JSON.
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// Create heroes with `POST /heroes` and write their ids to a file.
     Seed(SeedArgs),
     /// Serve "Hello, world!\n" with bare hyper.
     Hello {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+    },
+    /// Answer 200 to every POST (OTLP/HTTP), counting requests and bytes;
+    /// `GET /stats` reports them as JSON.
+    Sink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4318")]
         listen: SocketAddr,
     },
 }
@@ -59,6 +81,13 @@ struct LoadArgs {
     /// JSON request body; `{n}` is replaced by a request counter.
     #[arg(long)]
     body: Option<String>,
+    /// A header sent with every request, `name: value` (repeatable).
+    #[arg(long = "header", value_parser = load::parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A header in which every request names its connection's own address
+    /// (`ip:port`), as a proxy would name the client.
+    #[arg(long)]
+    client_addr_header: Option<HeaderName>,
     /// File of ids, one a line (as `hero-bench seed` writes it).
     #[arg(long)]
     ids: Option<PathBuf>,
@@ -96,10 +125,10 @@ struct SeedArgs {
     #[arg(long, default_value = "10000")]
     count: usize,
     /// Connections.
-    #[arg(long, default_value = "8")]
+    #[arg(long, default_value = "32")]
     concurrency: usize,
     /// Body of each `POST /heroes`; `{n}` is replaced by a counter.
-    #[arg(long, default_value = run::HERO_BODY)]
+    #[arg(long, default_value = scenario::HERO_BODY)]
     body: String,
     /// Where to write the ids.
     #[arg(long)]
@@ -110,6 +139,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(*args),
         Command::Load(args) => {
+            let args = *args;
             let ids = match &args.ids {
                 Some(path) => load::read_ids(path)?,
                 None => Vec::new(),
@@ -119,6 +149,8 @@ fn main() -> anyhow::Result<()> {
                 method: args.method,
                 path: args.path,
                 body: args.body,
+                headers: args.headers,
+                client_addr_header: args.client_addr_header,
                 ids,
                 concurrency: args.concurrency,
                 warmup: args.warmup,
@@ -149,6 +181,8 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(hello::serve(listen)),
+        Command::Sink { listen } => single_thread()?
+            .block_on(async { sink::serve(tokio::net::TcpListener::bind(listen).await?).await }),
     }
 }
 

@@ -96,7 +96,7 @@ impl Server {
                     tail(&self.stderr, 2000)
                 );
             }
-            if get_status(addr, path).ok() == Some(200) {
+            if get(addr, path).is_ok_and(|(status, _)| status == 200) {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > timeout {
@@ -163,26 +163,72 @@ impl Drop for Server {
     }
 }
 
-/// One `GET` over a fresh connection; the status code.
-pub fn get_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+/// One `GET` over a fresh connection: the status code and the body.
+pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    exchange(addr, "GET", path, &[])
+}
+
+/// One `POST` of `body` over a fresh connection: the status code and the
+/// answer's body.
+#[cfg(test)]
+pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    exchange(addr, "POST", path, body)
+}
+
+/// One HTTP/1.1 request with `Connection: close`, read to its end (so the
+/// server never sees a reset while still writing).
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
     )?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    // "HTTP/1.1 200"
-    let status = std::str::from_utf8(&head[9..12])?.parse()?;
-    // Drain, so the server does not see a reset while still writing.
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    Ok(status)
+    stream.write_all(body)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    parse_answer(&answer)
+}
+
+/// The status and body of a whole HTTP/1.1 answer with a `Content-Length`
+/// (or none: the body runs to the end).
+fn parse_answer(answer: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    // "HTTP/1.1 200 OK"
+    let status = answer
+        .get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("no status line in {:?}", String::from_utf8_lossy(answer)))?;
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |end| &answer[end + 4..]);
+    Ok((status, body.to_vec()))
 }
 
 /// The last `max` bytes of a file, for error messages.
 pub fn tail(path: &Path, max: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     String::from_utf8_lossy(&text[text.len().saturating_sub(max)..]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_splits_into_status_and_body() {
+        let answer = b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(answer).unwrap(), (404, b"{}".to_vec()));
+        let empty = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parse_answer(empty).unwrap(), (200, Vec::new()));
+        assert!(parse_answer(b"garbage").is_err());
+    }
 }

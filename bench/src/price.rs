@@ -1,0 +1,142 @@
+//! A feature priced in interleaved rounds: the server with it and the server
+//! without it both up, loaded in turn, alternating which goes first, so the
+//! machine's drift falls on both sides alike.
+
+use serde::Serialize;
+
+use crate::scenario::Scenario;
+
+/// What the telemetry-on and telemetry-off rounds price.
+pub const INSTRUMENTATION: &str = "instrumentation";
+/// What the rounds with and without OTLP trace export price.
+pub const TRACING: &str = "tracing, 10% sampled";
+
+/// One round of an interleaved with/without measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceRound {
+    /// With the feature, req/s.
+    pub on_rps: f64,
+    /// Without it, req/s.
+    pub off_rps: f64,
+    /// 1 − on ÷ off.
+    pub cost: f64,
+}
+
+impl PriceRound {
+    /// A round from its two throughputs.
+    pub fn new(on_rps: f64, off_rps: f64) -> Self {
+        PriceRound {
+            on_rps,
+            off_rps,
+            cost: 1.0 - on_rps / off_rps,
+        }
+    }
+}
+
+/// The price of one feature in one scenario, over several rounds.
+#[derive(Debug, Serialize)]
+pub struct PriceRow {
+    /// The feature priced (`instrumentation`, `tracing, 10% sampled`).
+    pub what: String,
+    /// Scenario key.
+    pub scenario: Scenario,
+    /// The contender with the feature.
+    pub on_label: String,
+    /// The contender without it.
+    pub off_label: String,
+    /// Every round, in order (none when skipped).
+    pub rounds: Vec<PriceRound>,
+    /// The median round's cost (the upper median for an even count).
+    pub median_cost: Option<f64>,
+    /// Whether the rounds priced the feature: false when skipped, or when
+    /// the feature turned out not to be on in the "with" server.
+    pub priced: bool,
+    /// What the reader must know: why it was skipped, why the rounds price
+    /// nothing, or what the feature did meanwhile.
+    pub note: Option<String>,
+}
+
+impl PriceRow {
+    /// The row for `rounds` of `what` in `scenario`.
+    pub fn new(
+        what: &str,
+        scenario: Scenario,
+        labels: (&str, &str),
+        rounds: Vec<PriceRound>,
+    ) -> Self {
+        let mut costs: Vec<f64> = rounds.iter().map(|r| r.cost).collect();
+        costs.sort_by(f64::total_cmp);
+        PriceRow {
+            what: what.into(),
+            scenario,
+            on_label: labels.0.into(),
+            off_label: labels.1.into(),
+            median_cost: costs.get(costs.len() / 2).copied(),
+            priced: !rounds.is_empty(),
+            rounds,
+            note: None,
+        }
+    }
+
+    /// A row that was not measured, saying why.
+    pub fn skipped(what: &str, scenario: Scenario, labels: (&str, &str), why: String) -> Self {
+        PriceRow {
+            note: Some(why),
+            ..PriceRow::new(what, scenario, labels, Vec::new())
+        }
+    }
+
+    /// The median cost, when the rounds priced the feature.
+    pub fn cost(&self) -> Option<f64> {
+        self.median_cost.filter(|_| self.priced)
+    }
+
+    /// Marks the rounds as pricing nothing, saying why.
+    pub fn void(&mut self, why: String) {
+        self.priced = false;
+        self.note = Some(why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_price_is_the_median_round() {
+        let rounds = [
+            (9_000.0, 10_000.0),
+            (9_800.0, 10_000.0),
+            (9_520.0, 10_000.0),
+        ]
+        .map(|(on, off)| PriceRound::new(on, off))
+        .to_vec();
+        let price = PriceRow::new("instrumentation", Scenario::Hello, ("on", "off"), rounds);
+        let median = price.cost().unwrap();
+        assert!((median - 0.048).abs() < 1e-9, "{median}");
+    }
+
+    #[test]
+    fn the_upper_median_of_an_even_count() {
+        let rounds = [0.9, 0.8, 0.95, 0.85]
+            .map(|on| PriceRound::new(on, 1.0))
+            .to_vec();
+        let price = PriceRow::new("x", Scenario::GetHero, ("on", "off"), rounds);
+        assert!((price.cost().unwrap() - 0.15).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_skipped_or_void_row_prices_nothing() {
+        let skipped = PriceRow::skipped("tracing", Scenario::GetHero, ("on", "off"), "no".into());
+        assert_eq!((skipped.median_cost, skipped.cost()), (None, None));
+        let mut noted = PriceRow::new(
+            "tracing",
+            Scenario::GetHero,
+            ("on", "off"),
+            vec![PriceRound::new(1.0, 1.0)],
+        );
+        noted.void("the sink received nothing".into());
+        assert_eq!(noted.cost(), None);
+        assert_eq!(noted.median_cost, Some(0.0));
+    }
+}

@@ -1,0 +1,129 @@
+//! A feature priced in interleaved rounds: the servers with and without it
+//! both up (the registry ones seeded alike), each round loading one then the
+//! other, alternating which goes first.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use super::{Runner, START_TIMEOUT, STOP_GRACE};
+use crate::contender::Contender;
+use crate::lineup::PricePlan;
+use crate::price::{PriceRound, PriceRow};
+use crate::scenario::Scenario;
+use crate::server::{self, Launch, Server};
+use crate::sink::SinkStats;
+
+impl Runner<'_> {
+    /// Prices `plan`'s feature, or says why it was not priced.
+    pub fn price(&self, plan: &PricePlan) -> PriceRow {
+        let labels = (plan.on.label.as_str(), plan.off.label.as_str());
+        if let Some(why) = &plan.skip {
+            return PriceRow::skipped(plan.what, plan.scenario, labels, why.clone());
+        }
+        let sink = match plan
+            .sink
+            .as_ref()
+            .map(|sink| self.start_sink(sink))
+            .transpose()
+        {
+            Ok(sink) => sink,
+            Err(error) => {
+                let why = format!("not measured: the OTLP sink: {error:#}");
+                return PriceRow::skipped(plan.what, plan.scenario, labels, why);
+            }
+        };
+        let rounds = self.rounds(plan);
+        let stats = sink.map(|sink| {
+            let stats = sink_stats(sink.listen);
+            let _ = sink.stop(STOP_GRACE);
+            stats
+        });
+        let mut row = match rounds {
+            Ok(rounds) => PriceRow::new(plan.what, plan.scenario, labels, rounds),
+            Err(error) => {
+                let why = format!("not measured: {error:#}");
+                return PriceRow::skipped(plan.what, plan.scenario, labels, why);
+            }
+        };
+        match stats {
+            Some(Ok(stats)) if stats.bytes == 0 => row.void(
+                "the sink received nothing: the host started but ignored the OTEL_* \
+                 variables, so these rounds price nothing"
+                    .into(),
+            ),
+            Some(Ok(stats)) => {
+                row.note = Some(format!(
+                    "the sink received {} exports, {:.1} KiB",
+                    stats.requests,
+                    stats.bytes as f64 / 1024.0
+                ))
+            }
+            Some(Err(error)) => row.void(format!("the sink's count is unknown: {error:#}")),
+            None => {}
+        }
+        row
+    }
+
+    /// Starts both servers, seeds them when the scenario reads heroes, and
+    /// runs the rounds.
+    fn rounds(&self, plan: &PricePlan) -> anyhow::Result<Vec<PriceRound>> {
+        let mut sides: Vec<(Server, Vec<String>)> = Vec::new();
+        for contender in [&plan.on, &plan.off] {
+            let (server, _) = self.start_empty(contender)?;
+            sides.push((server, self.price_args(contender, plan.scenario)?));
+        }
+        let mut rounds = Vec::new();
+        for round in 0..self.args.price_rounds {
+            let mut rps = [0.0; 2];
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let (server, args) = &mut sides[side];
+                rps[side] = self.client.load(server, args)?.report.rps;
+            }
+            let round = PriceRound::new(rps[0], rps[1]);
+            eprintln!(
+                "   with {:.0} req/s, without {:.0} req/s: cost {:.1}%",
+                round.on_rps,
+                round.off_rps,
+                round.cost * 100.0
+            );
+            rounds.push(round);
+        }
+        for (server, _) in sides {
+            server.stop(STOP_GRACE)?;
+        }
+        self.discard_log(&plan.on);
+        self.discard_log(&plan.off);
+        Ok(rounds)
+    }
+
+    /// The load arguments of one side, after seeding it if the scenario
+    /// reads heroes.
+    fn price_args(&self, contender: &Contender, scenario: Scenario) -> anyhow::Result<Vec<String>> {
+        let ids = self
+            .scratch
+            .join(format!("price-ids-{}.txt", contender.key));
+        if scenario == Scenario::GetHero {
+            self.client
+                .seed(contender.launch.listen, self.args.seed_count, &ids)?;
+        }
+        let mut args = scenario.load_args(&ids);
+        args.extend(contender.load_args.iter().cloned());
+        Ok(args)
+    }
+
+    /// Starts the OTLP sink on the client core and waits until it answers.
+    fn start_sink(&self, launch: &Launch) -> anyhow::Result<Server> {
+        let (mut sink, started) = server::start(launch, &self.args.client_cpu)?;
+        sink.wait_ready(launch.listen, "/stats", started, START_TIMEOUT)?;
+        Ok(sink)
+    }
+}
+
+/// What the sink at `addr` received.
+fn sink_stats(addr: SocketAddr) -> anyhow::Result<SinkStats> {
+    let (status, body) = server::get(addr, "/stats")?;
+    anyhow::ensure!(status == 200, "GET /stats answered {status}");
+    serde_json::from_slice(&body).context("the sink's /stats")
+}

@@ -1,0 +1,457 @@
+//! The targets the issues set, judged on one run's results: ratios between
+//! rows of the same run, never absolute speeds.
+
+use crate::results::{Results, Target};
+use crate::scenario::Scenario::{self, GetHero, Hello, List, PostHero};
+
+/// What a target asks of its measurement.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    /// Shown, not judged.
+    Report,
+}
+
+/// How a measurement is shown.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// A ratio, `1.25×`.
+    Times,
+    /// A fraction shown in per cent, `4.8%`.
+    Percent,
+    Ms,
+    MiB,
+}
+
+impl Unit {
+    /// `value` as a goal (`goal`: ratios to one decimal, the rest whole) or
+    /// as a measurement (one more decimal).
+    fn show(self, value: f64, goal: bool) -> String {
+        match (self, goal) {
+            (Unit::Times, true) => format!("{value:.1}×"),
+            (Unit::Times, false) => format!("{value:.2}×"),
+            (Unit::Percent, true) => format!("{:.0}%", value * 100.0),
+            (Unit::Percent, false) => format!("{:.1}%", value * 100.0),
+            (Unit::Ms, true) => format!("{value:.0} ms"),
+            (Unit::Ms, false) => format!("{value:.1} ms"),
+            (Unit::MiB, true) => format!("{value:.0} MiB"),
+            (Unit::MiB, false) => format!("{value:.1} MiB"),
+        }
+    }
+}
+
+/// Collects targets in the order they are shown.
+struct Targets<'a> {
+    results: &'a Results,
+    list: Vec<Target>,
+}
+
+impl Targets<'_> {
+    fn push(&mut self, issue: u32, what: &str, goal: Goal, unit: Unit, value: Option<f64>) {
+        let (goal_text, met) = match goal {
+            Goal::AtLeast(limit) => (
+                format!("≥ {}", unit.show(limit, true)),
+                value.map(|v| v >= limit),
+            ),
+            Goal::AtMost(limit) => (
+                format!("≤ {}", unit.show(limit, true)),
+                value.map(|v| v <= limit),
+            ),
+            Goal::Report => ("(report)".to_owned(), None),
+        };
+        self.list.push(Target {
+            issue,
+            what: what.into(),
+            goal: goal_text,
+            measured: value.map_or("not measured".into(), |v| unit.show(v, false)),
+            met,
+        });
+    }
+
+    fn rps(&self, scenario: Scenario, contender: &str) -> Option<f64> {
+        self.results.row(scenario, contender).map(|r| r.load.rps)
+    }
+
+    fn p99(&self, scenario: Scenario, contender: &str) -> Option<f64> {
+        self.results
+            .row(scenario, contender)
+            .map(|r| r.load.latency.p99_ms)
+    }
+
+    fn peak_rss(&self, scenario: Scenario, contender: &str) -> Option<f64> {
+        self.results
+            .row(scenario, contender)
+            .map(|r| r.peak_rss_mib)
+    }
+
+    /// The median price of `what` in `scenario`, when its rounds priced it.
+    fn price(&self, what: &str, scenario: Scenario) -> Option<f64> {
+        self.results
+            .prices
+            .iter()
+            .find(|p| p.what == what && p.scenario == scenario)
+            .and_then(|p| p.cost())
+    }
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+/// Every target, judged on `results` (rows, prices, starts and scrapes).
+pub fn evaluate(results: &Results) -> Vec<Target> {
+    let mut t = Targets {
+        results,
+        list: Vec::new(),
+    };
+    issue_11(&mut t);
+    issue_12(&mut t);
+    issue_14(&mut t);
+    issue_7(&mut t);
+    t.list
+}
+
+/// Concurrent reuse: the runtime against `wasmtime serve`, plain and like for
+/// like, and the registry against FastAPI.
+fn issue_11(t: &mut Targets<'_>) {
+    use Goal::{AtLeast, AtMost};
+    let on = "hello-hero-host";
+    let value = div(t.rps(Hello, on), t.rps(Hello, "hello-wasmtime-like"));
+    t.push(
+        11,
+        "hello, telemetry on: req/s ÷ like-for-like wasmtime serve",
+        AtLeast(1.0),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.rps(Hello, on), t.rps(Hello, "hello-wasmtime"));
+    t.push(
+        11,
+        "hello, telemetry on: req/s ÷ plain wasmtime serve",
+        AtLeast(0.8),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.p99(Hello, on), t.p99(Hello, "hello-wasmtime-like"));
+    t.push(
+        11,
+        "hello, telemetry on: p99 ÷ like-for-like p99",
+        AtMost(1.0),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.rps(GetHero, "hero-host"), t.rps(GetHero, "fastapi"));
+    t.push(
+        11,
+        "GET /heroes/{id}: req/s ÷ FastAPI",
+        AtLeast(4.0),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.p99(GetHero, "hero-host"), t.p99(GetHero, "fastapi"));
+    t.push(
+        11,
+        "GET /heroes/{id}: p99 ÷ FastAPI p99",
+        AtMost(0.1),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.rps(GetHero, "hero-host"), t.rps(Hello, "hello-wasmtime"));
+    t.push(
+        11,
+        "GET /heroes/{id}: req/s ÷ plain wasmtime serve on hello",
+        AtLeast(0.6),
+        Unit::Times,
+        value,
+    );
+    let value = div(t.peak_rss(Hello, on), t.peak_rss(Hello, "hello-wasmtime"));
+    t.push(
+        11,
+        "hello: peak RSS under load ÷ wasmtime serve's",
+        AtMost(1.0),
+        Unit::Times,
+        value,
+    );
+    instrumentation(
+        t,
+        11,
+        GetHero,
+        "GET /heroes/{id}",
+        ("hero-host", "hero-host-off"),
+        AtMost(0.05),
+    );
+}
+
+/// The instrumentation's price in `scenario`: the interleaved rounds when they
+/// ran, else the one-shot rows.
+fn instrumentation(
+    t: &mut Targets<'_>,
+    issue: u32,
+    scenario: Scenario,
+    name: &str,
+    keys: (&str, &str),
+    goal: Goal,
+) {
+    match t.price(crate::price::INSTRUMENTATION, scenario) {
+        Some(cost) => {
+            let what = format!("{name}: instrumentation cost, median round");
+            t.push(issue, &what, goal, Unit::Percent, Some(cost));
+        }
+        None => {
+            let what = format!("{name}: instrumentation cost, 1 − on ÷ off (one shot)");
+            let value = div(t.rps(scenario, keys.0), t.rps(scenario, keys.1)).map(|r| 1.0 - r);
+            t.push(issue, &what, goal, Unit::Percent, value);
+        }
+    }
+}
+
+/// The data model: a list costs what its page costs.
+fn issue_12(t: &mut Targets<'_>) {
+    let config = &t.results.config;
+    let small = List {
+        stored: config.seed_count,
+    };
+    let large = List {
+        stored: config.large_seed_count,
+    };
+    let what = format!(
+        "GET /heroes?limit=100 at {}: req/s ÷ FastAPI",
+        config.seed_count
+    );
+    let value = div(t.rps(small, "hero-host"), t.rps(small, "fastapi"));
+    t.push(12, &what, Goal::AtLeast(3.0), Unit::Times, value);
+    let what = format!(
+        "GET /heroes?limit=100 at {} ÷ at {}",
+        config.large_seed_count, config.seed_count
+    );
+    let value = div(t.rps(large, "hero-host"), t.rps(small, "hero-host"));
+    t.push(12, &what, Goal::AtLeast(0.8), Unit::Times, value);
+    let value = div(t.rps(PostHero, "hero-host"), t.rps(PostHero, "fastapi"));
+    t.push(
+        12,
+        "POST /heroes (durable): req/s ÷ FastAPI (in memory)",
+        Goal::AtLeast(2.5),
+        Unit::Times,
+        value,
+    );
+}
+
+/// Traces: sampled tracing priced on the single-hero read.
+fn issue_14(t: &mut Targets<'_>) {
+    let value = t.price(crate::price::TRACING, GetHero);
+    t.push(
+        14,
+        "GET /heroes/{id}: tracing (10% sampled) cost, median round",
+        Goal::AtMost(0.05),
+        Unit::Percent,
+        value,
+    );
+}
+
+/// The first benchmark's absolute targets, still held, and what is reported.
+fn issue_7(t: &mut Targets<'_>) {
+    let scrape = t
+        .results
+        .scrapes
+        .iter()
+        .find(|s| s.contender == "hero-host")
+        .map(|s| s.scrape.latency.p99_ms);
+    t.push(
+        7,
+        "/metrics scrape p99 under saturation",
+        Goal::AtMost(10.0),
+        Unit::Ms,
+        scrape,
+    );
+    let start = t.results.starts.iter().find(|s| s.contender == "hero-host");
+    let value = start.and_then(|s| s.restart_ms);
+    t.push(
+        7,
+        "start to first 200, compiled cache (registry)",
+        Goal::AtMost(100.0),
+        Unit::Ms,
+        value,
+    );
+    let value = start.and_then(|s| s.idle_rss_restart_mib);
+    t.push(
+        7,
+        "idle RSS (registry, restart with cache)",
+        Goal::AtMost(40.0),
+        Unit::MiB,
+        value,
+    );
+    instrumentation(
+        t,
+        7,
+        Hello,
+        "hello",
+        ("hello-hero-host", "hello-hero-host-off"),
+        Goal::Report,
+    );
+    let value = div(t.rps(Hello, "hello-hero-host"), t.rps(Hello, "hello-hyper"));
+    t.push(
+        7,
+        "hello, telemetry on: req/s ÷ bare hyper",
+        Goal::Report,
+        Unit::Times,
+        value,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::{PriceRound, PriceRow};
+    use crate::results::tests::row;
+    use crate::results::{Config, ScrapeRow};
+
+    fn results() -> Results {
+        Results {
+            config: Config {
+                seed_count: 10_000,
+                large_seed_count: 100_000,
+                ..Config::default()
+            },
+            rows: vec![
+                row(Hello, "hello-wasmtime", 12_000.0, 4.0, 30.0),
+                row(Hello, "hello-wasmtime-like", 9_000.0, 5.0, 30.0),
+                row(Hello, "hello-hero-host", 9_900.0, 4.5, 24.0),
+                row(GetHero, "hero-host", 7_800.0, 5.0, 40.0),
+                row(GetHero, "fastapi", 1_500.0, 60.0, 60.0),
+                row(List { stored: 10_000 }, "hero-host", 4_000.0, 9.0, 40.0),
+                row(List { stored: 10_000 }, "fastapi", 1_000.0, 40.0, 40.0),
+                row(List { stored: 100_000 }, "hero-host", 3_000.0, 12.0, 40.0),
+                row(PostHero, "hero-host", 2_000.0, 20.0, 40.0),
+                row(PostHero, "fastapi", 1_000.0, 40.0, 40.0),
+            ],
+            ..Results::default()
+        }
+    }
+
+    fn find<'a>(targets: &'a [Target], what: &str) -> &'a Target {
+        targets
+            .iter()
+            .find(|t| t.what.starts_with(what))
+            .unwrap_or_else(|| panic!("no target {what:?} in {targets:#?}"))
+    }
+
+    #[test]
+    fn hello_is_judged_against_both_wasmtime_contenders() {
+        let targets = evaluate(&results());
+        let like = find(&targets, "hello, telemetry on: req/s ÷ like-for-like");
+        assert_eq!((like.measured.as_str(), like.met), ("1.10×", Some(true)));
+        let plain = find(&targets, "hello, telemetry on: req/s ÷ plain");
+        assert_eq!((plain.measured.as_str(), plain.met), ("0.82×", Some(true)));
+        let p99 = find(&targets, "hello, telemetry on: p99");
+        assert_eq!((p99.goal.as_str(), p99.met), ("≤ 1.0×", Some(true)));
+        let rss = find(&targets, "hello: peak RSS");
+        assert_eq!((rss.measured.as_str(), rss.met), ("0.80×", Some(true)));
+        assert_eq!(like.issue, 11);
+    }
+
+    #[test]
+    fn the_registry_is_judged_against_fastapi_and_its_own_small_store() {
+        let targets = evaluate(&results());
+        let get = find(&targets, "GET /heroes/{id}: req/s ÷ FastAPI");
+        assert_eq!(
+            (get.goal.as_str(), get.measured.as_str(), get.met),
+            ("≥ 4.0×", "5.20×", Some(true))
+        );
+        let p99 = find(&targets, "GET /heroes/{id}: p99 ÷ FastAPI");
+        assert_eq!((p99.measured.as_str(), p99.met), ("0.08×", Some(true)));
+        let floor = find(&targets, "GET /heroes/{id}: req/s ÷ plain wasmtime");
+        assert_eq!((floor.measured.as_str(), floor.met), ("0.65×", Some(true)));
+        let list = find(&targets, "GET /heroes?limit=100 at 10000: req/s ÷ FastAPI");
+        assert_eq!(
+            (list.measured.as_str(), list.met, list.issue),
+            ("4.00×", Some(true), 12)
+        );
+        let growth = find(&targets, "GET /heroes?limit=100 at 100000 ÷ at 10000");
+        assert_eq!(
+            (growth.measured.as_str(), growth.met),
+            ("0.75×", Some(false))
+        );
+        let post = find(&targets, "POST /heroes");
+        assert_eq!((post.goal.as_str(), post.met), ("≥ 2.5×", Some(false)));
+    }
+
+    #[test]
+    fn the_instrumentation_uses_the_median_round_when_there_is_one() {
+        let mut results = results();
+        let one_shot = evaluate(&results);
+        let cost = find(
+            &one_shot,
+            "GET /heroes/{id}: instrumentation cost, 1 − on ÷ off",
+        );
+        assert_eq!((cost.measured.as_str(), cost.met), ("not measured", None));
+
+        let rounds = [
+            (9_600.0, 10_000.0),
+            (9_000.0, 10_000.0),
+            (9_700.0, 10_000.0),
+        ]
+        .map(|(on, off)| PriceRound::new(on, off))
+        .to_vec();
+        let labels = ("on", "off");
+        results.prices.push(PriceRow::new(
+            crate::price::INSTRUMENTATION,
+            GetHero,
+            labels,
+            rounds,
+        ));
+        let targets = evaluate(&results);
+        let cost = find(
+            &targets,
+            "GET /heroes/{id}: instrumentation cost, median round",
+        );
+        assert_eq!(
+            (cost.goal.as_str(), cost.measured.as_str(), cost.met),
+            ("≤ 5%", "4.0%", Some(true))
+        );
+    }
+
+    #[test]
+    fn tracing_that_exported_nothing_is_not_measured() {
+        let mut results = results();
+        let mut row = PriceRow::new(
+            crate::price::TRACING,
+            GetHero,
+            ("on", "off"),
+            vec![PriceRound::new(1.0, 1.0)],
+        );
+        row.void("the sink received nothing".into());
+        results.prices.push(row);
+        let targets = evaluate(&results);
+        let tracing = find(&targets, "GET /heroes/{id}: tracing");
+        assert_eq!(
+            (tracing.measured.as_str(), tracing.met, tracing.issue),
+            ("not measured", None, 14)
+        );
+    }
+
+    #[test]
+    fn absolute_targets_read_the_scrapes_and_starts() {
+        let mut results = results();
+        results.scrapes.push(ScrapeRow {
+            contender: "hero-host".into(),
+            label: "hero-host".into(),
+            scenario: "GET /heroes/{id}".into(),
+            scrape: crate::load::ScrapeReport {
+                latency: crate::load::Latency {
+                    p99_ms: 12.5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            load_rps: 1.0,
+            load_p99_ms: 1.0,
+        });
+        let targets = evaluate(&results);
+        let scrape = find(&targets, "/metrics scrape p99");
+        assert_eq!(
+            (scrape.measured.as_str(), scrape.met),
+            ("12.5 ms", Some(false))
+        );
+    }
+}
