@@ -13,6 +13,7 @@ use super::invocation::RequestInfo;
 use super::outcome::InstanceOutcome;
 use super::output::{LineSplitter, Stream};
 use crate::kv::{KeyValueFailure, KeyValueFailures};
+use crate::sqlite::{SqliteFailure, SqliteFailures};
 use crate::telemetry::logs::{GuestOrigin, LogSink};
 
 /// Per-instance state shared between its store and the host.
@@ -201,6 +202,14 @@ impl KeyValueFailures for InstanceShared {
     fn failed(&self, failure: KeyValueFailure) {
         if let Some(request) = self.attributed() {
             request.key_value_failed(failure);
+        }
+    }
+}
+
+impl SqliteFailures for InstanceShared {
+    fn sqlite_failed(&self, failure: SqliteFailure) {
+        if let Some(request) = self.attributed() {
+            request.sqlite_failed(failure);
         }
     }
 }

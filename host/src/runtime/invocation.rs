@@ -16,6 +16,7 @@ use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPan
 use super::instance::InstanceShared;
 use super::outcome::{InstanceOutcome, TrapKind};
 use crate::kv::KeyValueFailure;
+use crate::sqlite::SqliteFailure;
 use crate::telemetry::trace::TraceContext;
 
 /// How long to wait for a failed instance to say why it failed.
@@ -37,6 +38,7 @@ pub struct RequestInfo {
     /// to `RELEASED` when the caller gave up before it started.
     state: AtomicU8,
     key_value_failure: OnceLock<KeyValueFailure>,
+    sqlite_failure: OnceLock<SqliteFailure>,
 }
 
 /// Where a request ran.
@@ -56,6 +58,7 @@ impl RequestInfo {
             assignment: OnceLock::new(),
             state: AtomicU8::new(WAITING),
             key_value_failure: OnceLock::new(),
+            sqlite_failure: OnceLock::new(),
         }
     }
 
@@ -73,6 +76,17 @@ impl RequestInfo {
     /// The first key-value failure under this request, if any.
     pub fn key_value_failure(&self) -> Option<&KeyValueFailure> {
         self.key_value_failure.get()
+    }
+
+    /// Records that a SQLite statement failed under this request (the first
+    /// failure is kept), for its invocation line.
+    pub fn sqlite_failed(&self, failure: SqliteFailure) {
+        let _ = self.sqlite_failure.set(failure);
+    }
+
+    /// The first SQLite failure under this request, if any.
+    pub fn sqlite_failure(&self) -> Option<&SqliteFailure> {
+        self.sqlite_failure.get()
     }
 
     /// The request starts on `instance`. Returns false when its caller has

@@ -36,12 +36,16 @@ use self::engine::EpochTicker;
 pub use self::invocation::{GuestFailure, InstanceLease, RequestInfo};
 use self::state::HostState;
 use self::worker::{ComponentHost, ComponentShared};
+use crate::capabilities::Capabilities;
 use crate::kv::Stores;
 use crate::kv::host::KeyValueCtx;
 use crate::manifest::Component;
 use crate::shutdown::Shutdown;
+use crate::sqlite::Databases;
+use crate::sqlite::ctx::SqliteMetrics;
 use crate::telemetry::logs::LogSink;
 use crate::telemetry::metrics::{InvocationCounts, Metrics};
+use crate::variables::AppVariables;
 
 /// How instances are run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +87,10 @@ impl WasiVersion {
 pub struct Environment<'a> {
     /// The key-value stores components may open.
     pub stores: &'a Stores,
+    /// The SQLite databases components may open.
+    pub databases: &'a Databases,
+    /// The application variables' values.
+    pub variables: &'a AppVariables,
     /// Where compiled components are cached.
     pub cache_dir: &'a Path,
     /// Where guest output lines go.
@@ -133,14 +141,21 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let engine = engine::engine(settings.max_instances, settings.max_instance_memory)?;
         let linker = linker(&engine)?;
+        let sqlite_metrics = Arc::new(SqliteMetrics::new(environment.metrics));
         let settings = Arc::new(settings);
         let mut usage = Vec::new();
         let mut cpu = Vec::new();
         let mut runtimes = Vec::new();
         for component in components {
-            let (runtime, memory, wasm_time) =
-                ComponentRuntime::new(&engine, &linker, component, &settings, environment)
-                    .with_context(|| format!("component `{}`", component.id))?;
+            let (runtime, memory, wasm_time) = ComponentRuntime::new(
+                &engine,
+                &linker,
+                component,
+                &settings,
+                environment,
+                &sqlite_metrics,
+            )
+            .with_context(|| format!("component `{}`", component.id))?;
             usage.push((runtime.id.clone(), memory));
             cpu.push((runtime.id.clone(), wasm_time));
             runtimes.push(runtime);
@@ -163,6 +178,11 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     crate::kv::host::add_to_linker(&mut linker)?;
+    // Variables, SQLite, and the spin-sdk 2 to 5 generation of both and of
+    // key-value.
+    crate::variables::host::add_to_linker(&mut linker)?;
+    crate::sqlite::host::add_to_linker(&mut linker)?;
+    crate::spin_v2::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -193,6 +213,7 @@ impl ComponentRuntime {
         component: &Component,
         settings: &Arc<Settings>,
         environment: &Environment<'_>,
+        sqlite_metrics: &Arc<SqliteMetrics>,
     ) -> anyhow::Result<(Self, Arc<AtomicI64>, Arc<AtomicU64>)> {
         let (compiled, from_cache) =
             engine::load_component(engine, &component.source, environment.cache_dir)?;
@@ -218,6 +239,13 @@ impl ComponentRuntime {
                 &component.key_value_stores,
                 metrics.clone(),
             )),
+            capabilities: Capabilities::new(
+                component,
+                environment.variables,
+                environment.databases,
+                sqlite_metrics.clone(),
+                settings.max_instance_memory,
+            ),
             logs: environment.logs.clone(),
             metrics: metrics.clone(),
             memory: memory.clone(),
