@@ -430,6 +430,26 @@ host = "{{api_host}}"
     }
 
     #[test]
+    fn env_flags_reach_every_component_and_win() {
+        let text = MINIMAL.replace(
+            "source = \"hello.wasm\"",
+            "source = \"hello.wasm\"\nenvironment = { MODE = \"dev\", KEEP = \"1\" }",
+        );
+        let mut manifest = parse(&text).unwrap();
+        manifest.add_env(&[("MODE".into(), "prod".into()), ("NEW".into(), "x".into())]);
+        let mut environment = manifest.components["hello"].environment.clone();
+        environment.sort();
+        assert_eq!(
+            environment,
+            [
+                ("KEEP".to_owned(), "1".to_owned()),
+                ("MODE".to_owned(), "prod".to_owned()),
+                ("NEW".to_owned(), "x".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn rejects_bad_variable_declarations_and_references() {
         let error = error_of(&WITH_VARIABLES.replace(
             "token = { required = true, secret = true }",

@@ -12,8 +12,10 @@
 //! guest prints belongs to exactly one request. A trap or a timeout discards
 //! the instance; with reuse, that affects only the request it was serving.
 
+mod componentize;
 pub mod engine;
 pub mod guest_clock;
+mod imports;
 pub mod instance;
 pub mod invocation;
 pub mod outcome;
@@ -191,9 +193,15 @@ fn http_pre(
     linker: &Linker<HostState>,
     compiled: &wasmtime::component::Component,
 ) -> anyhow::Result<(ProxyPre<HostState>, WasiVersion)> {
-    let instance_pre = linker.instantiate_pre(compiled).map_err(|e| {
-        anyhow!("{e}: hero-host provides WASI 0.2 and 0.3, wasi:http and spin:key-value@3.0.0")
-    })?;
+    let instance_pre = linker
+        .instantiate_pre(compiled)
+        .map_err(|e| match imports::unsupported(compiled) {
+            Some(unsupported) => anyhow!("it {unsupported}"),
+            None => anyhow!(
+                "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
+                 variables and SQLite interfaces"
+            ),
+        })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
         Ok(p3) => Ok((ProxyPre::P3(p3), WasiVersion::P3)),
         Err(p3_error) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre) {

@@ -62,10 +62,7 @@ pub fn execute(
     max_bytes: usize,
 ) -> Result<Rows, QueryError> {
     let mut prepared = connection.prepare_cached(statement)?;
-    let columns: Vec<String> = prepared
-        .column_names()
-        .map(str::to_owned)
-        .collect();
+    let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
     let mut bytes = 0usize;

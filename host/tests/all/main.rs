@@ -6,4 +6,5 @@ mod hardening;
 mod host;
 mod k8s;
 mod observability;
+mod spin_apps;
 mod support;
