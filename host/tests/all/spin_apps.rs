@@ -148,7 +148,7 @@ fn exercises_every_interface(wasm: PathBuf, expected_variables: Value) {
         bad.body
     );
     assert!(!bad.body.contains("no_such_table"), "{}", bad.body);
-    let lines = host.wait_for_invocations(9);
+    let lines = host.wait_for_invocations(8);
     let bad_line = lines.iter().find(|l| l["path"] == "/bad-sql").unwrap();
     let error = bad_line["error"].as_str().unwrap_or_default();
     assert!(
@@ -158,19 +158,33 @@ fn exercises_every_interface(wasm: PathBuf, expected_variables: Value) {
     );
 
     let metrics = host.metrics_text();
-    let count = |filter: &str| host.metric_sum("sqlite_query_duration_seconds_count", filter);
+    let count = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let sqlite = "sqlite_query_duration_seconds_count{";
+    let database = "sqlite_database=\"default\"";
     assert!(
-        count("sqlite_operation=\"insert\",outcome=\"ok\"") >= 2.0,
+        count(
+            sqlite,
+            &[database, "sqlite_operation=\"insert\"", "outcome=\"ok\""]
+        ) >= 2.0,
         "{metrics}"
     );
     assert!(
-        count("sqlite_operation=\"select\",outcome=\"error\"") >= 1.0,
+        count(
+            sqlite,
+            &[database, "sqlite_operation=\"select\"", "outcome=\"error\""]
+        ) >= 1.0,
         "{metrics}"
     );
     assert!(
-        host.metric_sum(
-            "key_value_operation_duration_seconds_count",
-            "key_value_operation=\"set\""
+        count(
+            "key_value_operation_duration_seconds_count{",
+            &["key_value_operation=\"set\""]
         ) >= 2.0,
         "{metrics}"
     );
@@ -235,11 +249,15 @@ fn up_stops_with_exit_64_naming_a_missing_required_variable() {
 #[test]
 fn a_component_importing_an_unprovided_spin_feature_is_refused_with_its_name() {
     // A component whose only import is Spin's Serverless AI interface, in
-    // the component binary format: an empty instance type, imported as
-    // `fermyon:spin/llm@2.0.0`.
+    // the component binary format: an instance type exporting `infer: func()`,
+    // imported as `fermyon:spin/llm@2.0.0`.
     let name = b"fermyon:spin/llm@2.0.0";
     let mut component = b"\0asm\x0d\0\x01\0".to_vec();
-    component.extend_from_slice(&[0x07, 0x03, 0x01, 0x42, 0x00]);
+    component.extend_from_slice(&[
+        0x07, 0x12, 0x01, 0x42, 0x02, 0x01, 0x40, 0x00, 0x01, 0x00, 0x04, 0x00, 0x05,
+    ]);
+    component.extend_from_slice(b"infer");
+    component.extend_from_slice(&[0x01, 0x00]);
     let import_len = u8::try_from(name.len() + 5).unwrap();
     component.extend_from_slice(&[0x0a, import_len, 0x01, 0x00, name.len() as u8]);
     component.extend_from_slice(name);
