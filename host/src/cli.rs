@@ -89,6 +89,35 @@ pub struct UpArgs {
     #[arg(long = "key-value", env = "HERO_HOST_KEY_VALUE", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub key_values: Vec<(String, String)>,
 
+    /// Pass an environment variable (KEY=VALUE) to every component, as
+    /// `spin up -e` does; it wins over the component's own `environment`
+    /// (repeatable).
+    #[arg(short = 'e', long = "env", env = "HERO_HOST_ENV", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+
+    /// Give an application variable a value, as `spin up --variable` does:
+    /// `KEY=VALUE`, `KEY=@FILE` (the file's text, e.g. a mounted Kubernetes
+    /// Secret), or `@FILE.json` / `@FILE.toml` (a table of values). Wins over
+    /// the runtime config's providers and `SPIN_VARIABLE_<NAME>`
+    /// (repeatable).
+    #[arg(
+        long = "variable",
+        env = "HERO_HOST_VARIABLE",
+        value_name = "KEY=VALUE | KEY=@FILE | @FILE.json | @FILE.toml"
+    )]
+    pub variables: Vec<String>,
+
+    /// Run a SQL statement against the `default` SQLite database before
+    /// serving, as `spin up --sqlite` does (e.g. a migration);
+    /// `@FILE.sql` runs a file's statements, `@FILE.sql:LABEL` against
+    /// another database (repeatable, in order).
+    #[arg(
+        long = "sqlite",
+        env = "HERO_HOST_SQLITE",
+        value_name = "STATEMENT | @FILE[:LABEL]"
+    )]
+    pub sqlite_statements: Vec<String>,
+
     /// Longest a request may run in the guest before it is interrupted and
     /// answered 504 (e.g. `30s`, `500ms`).
     #[arg(long, env = "HERO_HOST_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -345,5 +374,37 @@ mod tests {
             [("a".into(), "1".into()), ("b".into(), "x=y".into())]
         );
         assert!(Cli::try_parse_from(["hero-host", "up", "--key-value", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn spin_up_flags_for_env_variables_and_sqlite_repeat() {
+        let cli = Cli::try_parse_from([
+            "hero-host",
+            "up",
+            "-e",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--variable",
+            "token=@secret.txt",
+            "--sqlite",
+            "CREATE TABLE t (x)",
+            "--sqlite",
+            "@seed.sql:audit",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("expected up")
+        };
+        assert_eq!(
+            up.env,
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(up.variables, ["token=@secret.txt"]);
+        assert_eq!(
+            up.sqlite_statements,
+            ["CREATE TABLE t (x)", "@seed.sql:audit"]
+        );
+        assert!(Cli::try_parse_from(["hero-host", "up", "-e", "NOVALUE"]).is_err());
     }
 }

@@ -16,6 +16,7 @@ use crate::runtime::Settings;
 use crate::runtime_config::RuntimeConfig;
 use crate::server::ConnectionLimits;
 use crate::telemetry::metrics::ServiceIdentity;
+use crate::variables::AppVariables;
 
 /// Connections the public listener holds open at once.
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -45,6 +46,10 @@ pub struct HostConfig {
     pub admin_listen: SocketAddr,
     /// `--key-value` seeds for the `default` store.
     pub key_values: Vec<(String, String)>,
+    /// The application variables' values.
+    pub variables: AppVariables,
+    /// `--sqlite` statements, run before serving.
+    pub sqlite_statements: Vec<String>,
     /// How instances run.
     pub runtime: Settings,
     /// Limits checked before the guest runs.
@@ -62,11 +67,17 @@ pub struct HostConfig {
 impl HostConfig {
     /// Loads and checks everything the flags name.
     pub fn from_args(args: UpArgs) -> anyhow::Result<Self> {
-        let manifest = Manifest::load(&args.manifest.path)?;
+        let mut manifest = Manifest::load(&args.manifest.path)?;
         let runtime_config = match &args.runtime_config_file {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),
         };
+        let variables = crate::variables::configure(
+            &mut manifest,
+            &runtime_config.variables_providers,
+            &args.variables,
+        )?;
+        manifest.add_env(&args.env);
         let state_dir = state_dir(args.state_dir.as_deref(), &runtime_config, &manifest)?;
         ensure!(
             args.max_request_head_size <= MAX_HEAD_SIZE_CEILING,
@@ -113,6 +124,8 @@ impl HostConfig {
             listen: args.listen,
             admin_listen: args.admin_listen,
             key_values: args.key_values,
+            variables,
+            sqlite_statements: args.sqlite_statements,
             shutdown_grace: args.shutdown_grace,
             identity,
             metrics: args.metrics,

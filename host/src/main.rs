@@ -3,6 +3,7 @@
 //! per request.
 
 mod builder;
+mod capabilities;
 mod cli;
 mod config;
 mod fd_limit;
@@ -15,8 +16,11 @@ mod runtime;
 mod runtime_config;
 mod server;
 mod shutdown;
+mod spin_v2;
+mod sqlite;
 mod telemetry;
 mod up;
+mod variables;
 
 use std::process::ExitCode;
 

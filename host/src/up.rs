@@ -55,6 +55,8 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
     }
     config.check_sources().map_err(Failure::Config)?;
     let stores = open_stores(&config).await.map_err(Failure::Config)?;
+    let databases = crate::sqlite::open_for(&config).map_err(Failure::Config)?;
+    crate::variables::log_origins(&config.variables);
     let metrics = Arc::new(Metrics::new(&config.identity, config.metrics).map_err(Failure::Other)?);
     let counted = logs.clone();
     metrics.observe_counter(
@@ -63,7 +65,7 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
         move || counted.dropped_lines(),
     );
     let shutdown = Shutdown::new();
-    let runtime = load_runtime(&config, &stores, &logs, &metrics, &shutdown)?;
+    let runtime = load_runtime(&config, (&stores, &databases), &logs, &metrics, &shutdown)?;
     let router = route_table(&config, &runtime).map_err(Failure::Config)?;
     let (public, admin) = bind(&config).await.map_err(Failure::Other)?;
     let recorder = Arc::new(Recorder {
@@ -147,7 +149,7 @@ async fn open_stores(config: &HostConfig) -> anyhow::Result<Stores> {
 /// Compiles (or loads) and pre-instantiates every served component.
 fn load_runtime(
     config: &HostConfig,
-    stores: &Stores,
+    (stores, databases): (&Stores, &crate::sqlite::Databases),
     logs: &LogSink,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
@@ -155,6 +157,8 @@ fn load_runtime(
     let served: Vec<_> = config.manifest.served_components().collect();
     let environment = Environment {
         stores,
+        databases,
+        variables: &config.variables,
         cache_dir: &config.state_dir.join("cache"),
         logs,
         metrics,

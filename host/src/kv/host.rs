@@ -42,7 +42,7 @@ mod generated {
     });
 }
 
-use self::bindings::Error as WitError;
+pub use self::bindings::Error as WitError;
 use self::generated::spin::key_value::key_value as bindings;
 
 /// Open store handles one instance may hold (`store-table-full` beyond).
@@ -148,6 +148,39 @@ pub fn add_to_linker<T: KeyValueHostView + 'static>(
     bindings::add_to_linker::<T, KeyValue>(linker, T::key_value)
 }
 
+impl KeyValueView<'_> {
+    /// Opens `label` for the guest: a handle in the table, counted against
+    /// the instance's limit (shared by every key-value interface version).
+    pub fn open_handle(&mut self, label: &str) -> Result<Resource<StoreHandle>, KvError> {
+        let store = self.state.ctx.open(label)?;
+        if self.state.open_stores >= MAX_OPEN_STORES {
+            return Err(WitError::StoreTableFull.into());
+        }
+        let handle = self.table.push(StoreHandle(store))?;
+        self.state.open_stores += 1;
+        Ok(handle)
+    }
+
+    /// Closes a handle the guest dropped.
+    pub fn close_handle(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.state.open_stores = self.state.open_stores.saturating_sub(1);
+        Ok(())
+    }
+
+    /// What an operation on `handle` needs, without a borrow of the store.
+    pub fn operation(&self, handle: &Resource<StoreHandle>) -> Result<Operation, KvError> {
+        let failures = self.state.failures.clone();
+        Ok(Operation {
+            store: self.table.get(handle)?.0.clone(),
+            metrics: self.state.ctx.metrics.clone(),
+            // Resolved as the guest's call starts, so its caller is known.
+            caller: failures.caller(),
+            failures,
+        })
+    }
+}
+
 /// What one operation needs from the store data: the opened store behind a
 /// handle, the instruments, and who is told of a failure.
 pub struct Operation {
@@ -162,17 +195,7 @@ fn resolve<T>(
     accessor: &Accessor<T, KeyValue>,
     handle: &Resource<StoreHandle>,
 ) -> Result<Operation, KvError> {
-    accessor.with(|mut access| {
-        let view = access.get();
-        let failures = view.state.failures.clone();
-        Ok(Operation {
-            store: view.table.get(handle)?.0.clone(),
-            metrics: view.state.ctx.metrics.clone(),
-            // Resolved as the guest's call starts, so its caller is known.
-            caller: failures.caller(),
-            failures,
-        })
-    })
+    accessor.with(|mut access| access.get().operation(handle))
 }
 
 /// Runs one backend operation, timing it and turning a failure into
@@ -221,9 +244,7 @@ impl bindings::Host for KeyValueView<'_> {
 
 impl bindings::HostStore for KeyValueView<'_> {
     fn drop(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
-        self.table.delete(handle)?;
-        self.state.open_stores = self.state.open_stores.saturating_sub(1);
-        Ok(())
+        self.close_handle(handle)
     }
 }
 
@@ -232,16 +253,7 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         accessor: &Accessor<T, Self>,
         label: String,
     ) -> Result<Resource<StoreHandle>, KvError> {
-        accessor.with(|mut access| {
-            let view = access.get();
-            let store = view.state.ctx.open(&label)?;
-            if view.state.open_stores >= MAX_OPEN_STORES {
-                return Err(WitError::StoreTableFull.into());
-            }
-            let handle = view.table.push(StoreHandle(store))?;
-            view.state.open_stores += 1;
-            Ok(handle)
-        })
+        accessor.with(|mut access| access.get().open_handle(&label))
     }
 
     async fn get(

@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
 
-use self::raw::{Commands, RawComponent, RawHttpTrigger, RawManifest, RawRoute};
+use self::raw::{RawHttpTrigger, RawManifest};
 use crate::outbound::OutboundRule;
+use crate::variables::{AppVariables, Definition, Template};
 
+mod component;
 mod raw;
+mod trigger;
+mod variables;
 
 /// A loaded, validated manifest.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct Manifest {
     pub dir: PathBuf,
     /// `[application]`.
     pub application: Application,
+    /// `[variables]`, by name.
+    pub variables: BTreeMap<String, Definition>,
     /// `[[trigger.http]]`, in manifest order.
     pub http_triggers: Vec<HttpTrigger>,
     /// `[component.<id>]`, by id.
@@ -70,10 +76,19 @@ pub struct Component {
     pub source: PathBuf,
     /// Environment variables the guest sees (and no others).
     pub environment: Vec<(String, String)>,
-    /// Where the guest may send outbound HTTP requests.
+    /// Where the guest may send outbound HTTP requests: the entries without
+    /// variables, and after [`Manifest::resolve_outbound_hosts`] the others.
     pub allowed_outbound_hosts: Vec<OutboundRule>,
+    /// `allowed_outbound_hosts` entries with `{{ variable }}`, as written and
+    /// parsed.
+    pub outbound_templates: Vec<(String, Template)>,
     /// Key-value store labels the guest may open.
     pub key_value_stores: Vec<String>,
+    /// SQLite database labels the guest may open.
+    pub sqlite_databases: Vec<String>,
+    /// `[component.<id>.variables]`: the guest's variables, as templates over
+    /// the application's.
+    pub variables: BTreeMap<String, Template>,
     /// `[component.<id>.build]`.
     pub build: Option<BuildConfig>,
 }
@@ -123,10 +138,7 @@ impl Manifest {
         }
         let raw: RawManifest = toml::from_str(text)?;
         let _ = raw.spin_manifest_version;
-        ensure!(
-            raw.variables.is_empty(),
-            "application variables are not supported by hero-host"
-        );
+        let variables = variables::definitions(raw.variables)?;
         let _ = (
             &raw.application.authors,
             &raw.application.targets,
@@ -145,7 +157,7 @@ impl Manifest {
 
         let mut components = BTreeMap::new();
         for (id, raw_component) in raw.components {
-            let component = Component::from_raw(&id, raw_component, &dir)
+            let component = Component::from_raw(&id, raw_component, &dir, &variables)
                 .with_context(|| format!("component `{id}`"))?;
             components.insert(id, component);
         }
@@ -171,9 +183,46 @@ impl Manifest {
             path,
             dir,
             application: raw.application,
+            variables,
             http_triggers,
             components,
         })
+    }
+
+    /// Renders every templated `allowed_outbound_hosts` entry with the
+    /// variables' values and adds the rules. An entry that renders to an
+    /// invalid rule is named as written; its value is shown only when no
+    /// secret went into it.
+    pub fn resolve_outbound_hosts(&mut self, values: &AppVariables) -> anyhow::Result<()> {
+        for component in self.components.values_mut() {
+            for (written, template) in &component.outbound_templates {
+                let rendered = values.render(template);
+                let rule = OutboundRule::parse(&rendered.text).with_context(|| {
+                    let shown = if rendered.secret {
+                        "a secret value".to_owned()
+                    } else {
+                        format!("{:?}", rendered.text)
+                    };
+                    format!(
+                        "component `{}`: allowed_outbound_hosts entry {written:?} (as {shown})",
+                        component.id
+                    )
+                })?;
+                component.allowed_outbound_hosts.push(rule);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `-e KEY=VALUE` pairs to every component's environment; they win
+    /// over the component's own `environment`, as in `spin up`.
+    pub fn add_env(&mut self, env: &[(String, String)]) {
+        for component in self.components.values_mut() {
+            for (key, value) in env {
+                component.environment.retain(|(k, _)| k != key);
+                component.environment.push((key.clone(), value.clone()));
+            }
+        }
     }
 
     /// The components some trigger routes to, in id order.
@@ -186,144 +235,9 @@ impl Manifest {
     }
 }
 
-impl HttpTrigger {
-    fn from_raw(
-        raw: RawHttpTrigger,
-        components: &BTreeMap<String, Component>,
-    ) -> anyhow::Result<Self> {
-        let _ = raw.id;
-        ensure!(
-            raw.components.is_empty(),
-            "`components` (middleware chains) is not supported by hero-host"
-        );
-        if let Some(executor) = &raw.executor {
-            let kind = executor
-                .get("type")
-                .and_then(toml::Value::as_str)
-                .unwrap_or("");
-            ensure!(
-                kind == "spin",
-                "executor type {kind:?} is not supported: hero-host runs the `spin` executor only"
-            );
-        }
-        let route = match raw.route {
-            None => bail!("missing `route`"),
-            Some(RawRoute::Private { private: true }) => None,
-            Some(RawRoute::Private { private: false }) => {
-                bail!("route must be a path or `{{ private = true }}`")
-            }
-            Some(RawRoute::Path(route)) => Some(normalize_route(&route)?),
-        };
-        let component = match raw.component {
-            Some(toml::Value::String(id)) => id,
-            Some(_) => bail!(
-                "inline component tables are not supported: declare [component.<id>] and reference it by id"
-            ),
-            None => bail!("missing `component`"),
-        };
-        ensure!(
-            components.contains_key(&component),
-            "component `{component}` is not defined: add [component.{component}]"
-        );
-        Ok(HttpTrigger { route, component })
-    }
-}
-
-/// A route with a leading slash; reserved paths refused.
-fn normalize_route(route: &str) -> anyhow::Result<String> {
-    let route = if route.starts_with('/') {
-        route.to_owned()
-    } else {
-        format!("/{route}")
-    };
-    ensure!(
-        !route.starts_with(WELL_KNOWN_PREFIX),
-        "route {route} is reserved: {WELL_KNOWN_PREFIX} belongs to the host"
-    );
-    Ok(route)
-}
-
-impl Component {
-    fn from_raw(id: &str, raw: RawComponent, dir: &Path) -> anyhow::Result<Self> {
-        ensure!(
-            is_kebab_id(id),
-            "component id `{id}` must be kebab-case (lowercase letters, digits, `-`)"
-        );
-        let source = match raw.source {
-            toml::Value::String(path) => dir.join(path),
-            _ => bail!("only a local `source` path is supported, not a URL or registry package"),
-        };
-        let unsupported = [
-            (raw.variables.is_empty(), "component `variables`"),
-            (raw.files.is_empty(), "`files` (guests get no filesystem)"),
-            (raw.sqlite_databases.is_empty(), "`sqlite_databases`"),
-            (raw.ai_models.is_empty(), "`ai_models`"),
-            (raw.dependencies.is_empty(), "component `dependencies`"),
-            (
-                raw.allowed_http_hosts.is_empty(),
-                "deprecated `allowed_http_hosts` (use `allowed_outbound_hosts`)",
-            ),
-        ];
-        for (absent, what) in unsupported {
-            ensure!(absent, "{what} is not supported by hero-host");
-        }
-        // Descriptive or tool-specific fields change nothing at run time.
-        let _ = (
-            raw.description,
-            raw.exclude_files,
-            raw.targets,
-            raw.tool,
-            raw.dependencies_inherit_configuration,
-            raw.profile,
-        );
-        let allowed_outbound_hosts = raw
-            .allowed_outbound_hosts
-            .iter()
-            .map(|rule| {
-                OutboundRule::parse(rule)
-                    .with_context(|| format!("allowed_outbound_hosts entry {rule:?}"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        for label in &raw.key_value_stores {
-            ensure!(
-                crate::kv::is_valid_label(label),
-                "key-value store label {label:?} must be kebab-case or snake_case"
-            );
-        }
-        let build = raw.build.map(|build| {
-            let _ = build.watch;
-            BuildConfig {
-                commands: match build.command {
-                    Commands::One(command) => vec![command],
-                    Commands::Many(commands) => commands,
-                },
-                workdir: build
-                    .workdir
-                    .map_or_else(|| dir.to_owned(), |w| dir.join(w)),
-            }
-        });
-        Ok(Component {
-            id: id.to_owned(),
-            source,
-            environment: raw.environment.into_iter().collect(),
-            allowed_outbound_hosts,
-            key_value_stores: raw.key_value_stores,
-            build,
-        })
-    }
-}
-
-fn is_kebab_id(id: &str) -> bool {
-    id.split('-').all(|word| {
-        word.starts_with(|c: char| c.is_ascii_lowercase())
-            && word
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::component::is_kebab_id;
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Manifest> {
@@ -420,16 +334,142 @@ source = "hello.wasm"
             "source = \"hello.wasm\"\nfiles = [\"static/**\"]",
         );
         assert!(error_of(&files).contains("`files`"));
-        let sqlite = MINIMAL.replace(
-            "source = \"hello.wasm\"",
-            "source = \"hello.wasm\"\nsqlite_databases = [\"default\"]",
-        );
-        assert!(error_of(&sqlite).contains("sqlite_databases"));
         let remote = MINIMAL.replace(
             "source = \"hello.wasm\"",
             "source = { url = \"https://x\", digest = \"sha256:0\" }",
         );
         assert!(error_of(&remote).contains("local `source`"));
+    }
+
+    const WITH_VARIABLES: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "demo"
+[variables]
+api_host = { default = "api.example.com" }
+token = { required = true, secret = true }
+[[trigger.http]]
+route = "/..."
+component = "hello"
+[component.hello]
+source = "hello.wasm"
+sqlite_databases = ["default", "audit"]
+allowed_outbound_hosts = ["https://{{ api_host }}", "http://localhost:8080"]
+[component.hello.variables]
+auth = "Bearer {{ token }}"
+host = "{{api_host}}"
+"#;
+
+    #[test]
+    fn reads_variables_templates_and_databases() {
+        let manifest = parse(WITH_VARIABLES).unwrap();
+        assert_eq!(
+            manifest.variables["token"],
+            Definition {
+                default: None,
+                secret: true
+            }
+        );
+        assert_eq!(
+            manifest.variables["api_host"].default.as_deref(),
+            Some("api.example.com")
+        );
+        let hello = &manifest.components["hello"];
+        assert_eq!(hello.sqlite_databases, ["default", "audit"]);
+        assert_eq!(hello.allowed_outbound_hosts.len(), 1, "the literal entry");
+        assert_eq!(hello.outbound_templates[0].0, "https://{{ api_host }}");
+        let auth: Vec<_> = hello.variables["auth"].variables().collect();
+        assert_eq!(auth, ["token"]);
+    }
+
+    #[test]
+    fn renders_templated_outbound_hosts_with_the_values() {
+        let mut manifest = parse(WITH_VARIABLES).unwrap();
+        let env = |key: &str| (key == "SPIN_VARIABLE_TOKEN").then(|| std::ffi::OsString::from("t"));
+        let values = AppVariables::resolve(
+            &manifest.variables,
+            &[crate::variables::Provider::default_env()],
+            &env,
+        )
+        .unwrap();
+        manifest.resolve_outbound_hosts(&values).unwrap();
+        let rules = &manifest.components["hello"].allowed_outbound_hosts;
+        assert!(crate::outbound::is_allowed(
+            rules,
+            "https",
+            "api.example.com",
+            443
+        ));
+        assert!(!crate::outbound::is_allowed(
+            rules, "https", "evil.com", 443
+        ));
+    }
+
+    #[test]
+    fn a_secret_in_a_bad_outbound_entry_is_not_shown() {
+        let text = WITH_VARIABLES.replace(
+            "\"https://{{ api_host }}\"",
+            "\"https://{{ api_host }}\", \"{{ token }}\"",
+        );
+        let mut manifest = parse(&text).unwrap();
+        let env =
+            |key: &str| (key == "SPIN_VARIABLE_TOKEN").then(|| std::ffi::OsString::from("hunter2"));
+        let values = AppVariables::resolve(
+            &manifest.variables,
+            &[crate::variables::Provider::default_env()],
+            &env,
+        )
+        .unwrap();
+        let error = format!(
+            "{:#}",
+            manifest.resolve_outbound_hosts(&values).unwrap_err()
+        );
+        assert!(error.contains("{{ token }}"), "{error}");
+        assert!(error.contains("a secret value"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn env_flags_reach_every_component_and_win() {
+        let text = MINIMAL.replace(
+            "source = \"hello.wasm\"",
+            "source = \"hello.wasm\"\nenvironment = { MODE = \"dev\", KEEP = \"1\" }",
+        );
+        let mut manifest = parse(&text).unwrap();
+        manifest.add_env(&[("MODE".into(), "prod".into()), ("NEW".into(), "x".into())]);
+        let mut environment = manifest.components["hello"].environment.clone();
+        environment.sort();
+        assert_eq!(
+            environment,
+            [
+                ("KEEP".to_owned(), "1".to_owned()),
+                ("MODE".to_owned(), "prod".to_owned()),
+                ("NEW".to_owned(), "x".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_variable_declarations_and_references() {
+        let error = error_of(&WITH_VARIABLES.replace(
+            "token = { required = true, secret = true }",
+            "token = { required = true, default = \"x\" }",
+        ));
+        assert!(error.contains("not both"), "{error}");
+        let error = error_of(&WITH_VARIABLES.replace(
+            "token = { required = true, secret = true }",
+            "token = { secret = true }",
+        ));
+        assert!(error.contains("give it a `default`"), "{error}");
+        let error = error_of(&WITH_VARIABLES.replace("{{ token }}", "{{ tokn }}"));
+        assert!(error.contains("`tokn`, which is not defined"), "{error}");
+        assert!(error.contains("variable `auth`"), "{error}");
+        let error = error_of(&WITH_VARIABLES.replace("{{ api_host }}", "{{ nope }}"));
+        assert!(error.contains("allowed_outbound_hosts entry"), "{error}");
+        let error = error_of(&WITH_VARIABLES.replace("api_host = {", "Api_Host = {"));
+        assert!(error.contains("[variables] Api_Host"), "{error}");
+        let error = error_of(&WITH_VARIABLES.replace("\"audit\"", "\"Audit\""));
+        assert!(error.contains("SQLite database label"), "{error}");
     }
 
     #[test]

@@ -15,11 +15,23 @@ pub(super) struct RawManifest {
     pub(super) spin_manifest_version: toml::Value,
     pub(super) application: Application,
     #[serde(default)]
-    pub(super) variables: toml::Table,
+    pub(super) variables: BTreeMap<String, RawVariable>,
     #[serde(default, rename = "trigger")]
     pub(super) triggers: BTreeMap<String, toml::Value>,
     #[serde(default, rename = "component")]
     pub(super) components: BTreeMap<String, RawComponent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVariable {
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) required: bool,
+    pub(super) default: Option<String>,
+    #[serde(default)]
+    pub(super) secret: bool,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +60,7 @@ pub(super) struct RawComponent {
     #[serde(default)]
     pub(super) description: String,
     #[serde(default)]
-    pub(super) variables: toml::Table,
+    pub(super) variables: BTreeMap<String, String>,
     #[serde(default)]
     pub(super) environment: BTreeMap<String, String>,
     #[serde(default)]

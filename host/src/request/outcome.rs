@@ -9,6 +9,7 @@ use http::StatusCode;
 
 use crate::kv::KeyValueFailure;
 use crate::runtime::GuestFailure;
+use crate::sqlite::SqliteFailure;
 
 /// `error.type` of a request (the OpenTelemetry attribute and metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,8 @@ pub enum Failure {
     TrappedWhileStreaming(GuestFailure),
     /// A key-value operation failed; the guest answered anyway.
     KeyValue(KeyValueFailure),
+    /// A SQLite statement failed; the guest answered anyway.
+    Sqlite(SqliteFailure),
     /// The request could not be handed to the guest.
     Unforwardable(&'static str),
     /// hyper refused the request head.
@@ -121,7 +124,10 @@ impl Failure {
             }
             Failure::ClientGone(_) => Some(ErrorType::ClientClosed),
             Failure::CutOff => Some(ErrorType::Shutdown),
-            Failure::KeyValue(_) | Failure::Unforwardable(_) | Failure::Malformed(_) => None,
+            Failure::KeyValue(_)
+            | Failure::Sqlite(_)
+            | Failure::Unforwardable(_)
+            | Failure::Malformed(_) => None,
         }
     }
 
@@ -153,6 +159,7 @@ impl fmt::Display for Failure {
                 write!(f, "{guest}, while streaming the response")
             }
             Failure::KeyValue(failure) => write!(f, "{failure}"),
+            Failure::Sqlite(failure) => write!(f, "{failure}"),
             Failure::Unforwardable(why) => write!(f, "cannot forward the request: {why}"),
             Failure::Malformed(Malformed::HeadTooLarge) => {
                 f.write_str("malformed request: the head is over the size or header limit")

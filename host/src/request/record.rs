@@ -186,6 +186,7 @@ impl Record {
                     .key_value_failure()
                     .cloned()
                     .map(Failure::KeyValue)
+                    .or_else(|| self.info.sqlite_failure().cloned().map(Failure::Sqlite))
             });
         }
         let error_type = self.failure.as_ref().and_then(Failure::error_type).or(self

@@ -1,5 +1,7 @@
 //! The wasmtime engine (pooling allocator, epoch interruption, call hooks)
-//! and the compiled-component cache.
+//! and the compiled-component cache. Core modules are turned into
+//! components before they are compiled (see `componentize`); the cache is
+//! keyed by the file's own bytes, so a cached module skips both steps.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -105,8 +107,16 @@ pub fn load_component(
             }
         }
     }
+    let component = if super::componentize::is_core_module(&wasm) {
+        std::borrow::Cow::Owned(
+            super::componentize::componentize(&wasm)
+                .with_context(|| format!("cannot load {}", wasm_path.display()))?,
+        )
+    } else {
+        std::borrow::Cow::Borrowed(&wasm)
+    };
     let artifact = engine
-        .precompile_component(&wasm)
+        .precompile_component(&component)
         .map_err(anyhow::Error::from)
         .with_context(|| {
             format!(

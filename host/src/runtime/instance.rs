@@ -21,6 +21,7 @@ use super::outcome::InstanceOutcome;
 use super::output::LineSplitter;
 use crate::kv::{KeyValueFailure, KeyValueFailures, WriterId};
 use crate::telemetry::logs::{GuestOrigin, GuestStream, GuestWriter, LogSink, Outside};
+use crate::sqlite::{SqliteFailure, SqliteFailures};
 
 /// Per-instance state shared between its store and the host.
 pub struct InstanceShared {
@@ -249,6 +250,18 @@ impl KeyValueFailures for InstanceShared {
     fn failed(&self, caller: WriterId, failure: KeyValueFailure) {
         if let Some(request) = caller.0.and_then(|number| self.request(number)) {
             request.key_value_failed(failure);
+        }
+    }
+}
+
+impl SqliteFailures for InstanceShared {
+    fn caller(&self) -> WriterId {
+        KeyValueFailures::caller(self)
+    }
+
+    fn sqlite_failed(&self, caller: WriterId, failure: SqliteFailure) {
+        if let Some(request) = caller.0.and_then(|number| self.request(number)) {
+            request.sqlite_failed(failure);
         }
     }
 }

@@ -17,6 +17,7 @@ use super::instance::InstanceShared;
 use super::outcome::{InstanceOutcome, TrapKind};
 use super::output::LineSplitter;
 use crate::kv::KeyValueFailure;
+use crate::sqlite::SqliteFailure;
 use crate::telemetry::logs::GuestStream;
 use crate::telemetry::trace::{RequestId, TraceContext};
 
@@ -47,6 +48,7 @@ pub struct RequestInfo {
     /// Its own stdout and stderr lines in the making, so that lines of
     /// requests served at once never mix.
     output: Mutex<[LineSplitter; 2]>,
+    sqlite_failure: OnceLock<SqliteFailure>,
 }
 
 /// Where a request ran.
@@ -71,6 +73,7 @@ impl RequestInfo {
             responded: AtomicBool::new(false),
             key_value_failure: OnceLock::new(),
             output: Mutex::default(),
+            sqlite_failure: OnceLock::new(),
         }
     }
 
@@ -88,6 +91,17 @@ impl RequestInfo {
     /// The first key-value failure under this request, if any.
     pub fn key_value_failure(&self) -> Option<&KeyValueFailure> {
         self.key_value_failure.get()
+    }
+
+    /// Records that a SQLite statement failed under this request (the first
+    /// failure is kept), for its invocation line.
+    pub fn sqlite_failed(&self, failure: SqliteFailure) {
+        let _ = self.sqlite_failure.set(failure);
+    }
+
+    /// The first SQLite failure under this request, if any.
+    pub fn sqlite_failure(&self) -> Option<&SqliteFailure> {
+        self.sqlite_failure.get()
     }
 
     /// The request starts on `instance` as its request `number`. Returns

@@ -7,14 +7,16 @@
 //! returns the guest's response or a typed [`GuestFailure`], and an
 //! [`InstanceLease`] that frees the instance when dropped.
 //!
-//! Instance reuse is sequential by default: an instance takes its next
-//! request only once the previous response has ended, so every line the
-//! guest prints belongs to exactly one request. A trap or a timeout discards
-//! the instance; with reuse, that affects only the request it was serving.
+//! A WASIp3 instance serves up to `--max-instance-concurrent-reuse-count`
+//! requests at once (16 by default); every line the guest prints is still
+//! named after the request whose task wrote it ([`attribution`]). A trap or a
+//! timeout discards the instance and fails the requests it was serving.
 
 pub mod attribution;
+mod componentize;
 pub mod engine;
 pub mod guest_clock;
+mod imports;
 pub mod instance;
 pub mod invocation;
 pub mod outcome;
@@ -37,12 +39,16 @@ use self::engine::EpochTicker;
 pub use self::invocation::{GuestFailure, InstanceLease, RequestInfo};
 use self::state::HostState;
 use self::worker::{ComponentHost, ComponentShared};
+use crate::capabilities::Capabilities;
 use crate::kv::Stores;
 use crate::kv::host::KeyValueCtx;
 use crate::manifest::Component;
 use crate::shutdown::Shutdown;
+use crate::sqlite::Databases;
+use crate::sqlite::ctx::SqliteMetrics;
 use crate::telemetry::logs::LogSink;
 use crate::telemetry::metrics::{InvocationCounts, Metrics};
+use crate::variables::AppVariables;
 
 /// How instances are run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +90,10 @@ impl WasiVersion {
 pub struct Environment<'a> {
     /// The key-value stores components may open.
     pub stores: &'a Stores,
+    /// The SQLite databases components may open.
+    pub databases: &'a Databases,
+    /// The application variables' values.
+    pub variables: &'a AppVariables,
     /// Where compiled components are cached.
     pub cache_dir: &'a Path,
     /// Where guest output lines go.
@@ -134,14 +144,21 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let engine = engine::engine(settings.max_instances, settings.max_instance_memory)?;
         let linker = linker(&engine)?;
+        let sqlite_metrics = Arc::new(SqliteMetrics::new(environment.metrics));
         let settings = Arc::new(settings);
         let mut usage = Vec::new();
         let mut cpu = Vec::new();
         let mut runtimes = Vec::new();
         for component in components {
-            let (runtime, memory, wasm_time) =
-                ComponentRuntime::new(&engine, &linker, component, &settings, environment)
-                    .with_context(|| format!("component `{}`", component.id))?;
+            let (runtime, memory, wasm_time) = ComponentRuntime::new(
+                &engine,
+                &linker,
+                component,
+                &settings,
+                environment,
+                &sqlite_metrics,
+            )
+            .with_context(|| format!("component `{}`", component.id))?;
             usage.push((runtime.id.clone(), memory));
             cpu.push((runtime.id.clone(), wasm_time));
             runtimes.push(runtime);
@@ -164,6 +181,11 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     crate::kv::host::add_to_linker(&mut linker)?;
+    // Variables, SQLite, and the spin-sdk 2 to 5 generation of both and of
+    // key-value.
+    crate::variables::host::add_to_linker(&mut linker)?;
+    crate::sqlite::host::add_to_linker(&mut linker)?;
+    crate::spin_v2::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -172,9 +194,15 @@ fn http_pre(
     linker: &Linker<HostState>,
     compiled: &wasmtime::component::Component,
 ) -> anyhow::Result<(ProxyPre<HostState>, WasiVersion)> {
-    let instance_pre = linker.instantiate_pre(compiled).map_err(|e| {
-        anyhow!("{e}: hero-host provides WASI 0.2 and 0.3, wasi:http and spin:key-value@3.0.0")
-    })?;
+    let instance_pre = linker
+        .instantiate_pre(compiled)
+        .map_err(|e| match imports::unsupported(compiled) {
+            Some(unsupported) => anyhow!("it {unsupported}"),
+            None => anyhow!(
+                "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
+                 variables and SQLite interfaces"
+            ),
+        })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
         Ok(p3) => Ok((ProxyPre::P3(p3), WasiVersion::P3)),
         Err(p3_error) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre) {
@@ -194,6 +222,7 @@ impl ComponentRuntime {
         component: &Component,
         settings: &Arc<Settings>,
         environment: &Environment<'_>,
+        sqlite_metrics: &Arc<SqliteMetrics>,
     ) -> anyhow::Result<(Self, Arc<AtomicI64>, Arc<AtomicU64>)> {
         let (compiled, from_cache) =
             engine::load_component(engine, &component.source, environment.cache_dir)?;
@@ -219,6 +248,13 @@ impl ComponentRuntime {
                 &component.key_value_stores,
                 metrics.clone(),
             )),
+            capabilities: Capabilities::new(
+                component,
+                environment.variables,
+                environment.databases,
+                sqlite_metrics.clone(),
+                settings.max_instance_memory,
+            ),
             logs: environment.logs.clone(),
             metrics: metrics.clone(),
             memory: memory.clone(),

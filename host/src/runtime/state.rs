@@ -13,9 +13,12 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 use super::attribution::TaskTable;
 use super::instance::InstanceShared;
 use super::output::GuestOutput;
+use crate::capabilities::InstanceCapabilities;
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
 use crate::outbound::{self, OutboundRule};
 use crate::telemetry::logs::GuestStream;
+use crate::sqlite::ctx::{SqliteHostView, SqliteView};
+use crate::variables::host::{VariablesHostView, VariablesView};
 
 /// Everything one instance's store holds.
 pub struct HostState {
@@ -24,6 +27,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     kv: KeyValueState,
+    capabilities: InstanceCapabilities,
     /// Enforces the memory limit and keeps the memory gauge.
     pub limiter: MemoryLimiter,
     /// Shared with the host.
@@ -52,6 +56,7 @@ impl HostState {
         environment: &[(String, String)],
         hooks: OutboundHooks,
         kv: KeyValueState,
+        capabilities: InstanceCapabilities,
         limiter: MemoryLimiter,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
@@ -69,6 +74,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             hooks,
             kv,
+            capabilities,
             limiter,
             instance,
             tasks: TaskTable::default(),
@@ -108,6 +114,21 @@ impl KeyValueHostView for HostState {
     fn key_value(&mut self) -> KeyValueView<'_> {
         KeyValueView {
             state: &mut self.kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl VariablesHostView for HostState {
+    fn variables(&mut self) -> VariablesView<'_> {
+        VariablesView(&self.capabilities.variables)
+    }
+}
+
+impl SqliteHostView for HostState {
+    fn sqlite(&mut self) -> SqliteView<'_> {
+        SqliteView {
+            state: &mut self.capabilities.sqlite,
             table: &mut self.table,
         }
     }

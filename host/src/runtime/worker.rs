@@ -20,6 +20,7 @@ use super::instance::InstanceShared;
 use super::invocation::RequestInfo;
 use super::outcome::{InstanceOutcome, TrapKind};
 use super::state::{HostState, MemoryLimiter, OutboundHooks};
+use crate::capabilities::Capabilities;
 use crate::kv::host::{KeyValueCtx, KeyValueState};
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::LogSink;
@@ -34,6 +35,7 @@ pub(super) struct ComponentShared {
     pub environment: Vec<(String, String)>,
     pub outbound: Arc<[crate::outbound::OutboundRule]>,
     pub kv: Arc<KeyValueCtx>,
+    pub capabilities: Capabilities,
     pub logs: LogSink,
     pub metrics: Arc<Metrics>,
     pub memory: Arc<AtomicI64>,
@@ -76,6 +78,7 @@ impl ComponentHost {
             &shared.environment,
             OutboundHooks::new(shared.id.clone(), shared.outbound.clone()),
             kv,
+            shared.capabilities.instance(instance.clone()),
             MemoryLimiter::new(
                 shared.settings.max_instance_memory,
                 shared.memory.clone(),
