@@ -163,6 +163,7 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     crate::kv::host::add_to_linker(&mut linker)?;
+    crate::kv::wasi_keyvalue::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
