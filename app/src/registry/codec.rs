@@ -94,9 +94,9 @@ impl Intent {
         HeroId::from_bytes(self.id)
     }
 
-    /// Whether the write may change who belongs to `set`.
+    /// Whether the write changes who belongs to `set`.
     pub fn touches(&self, set: SetName<'_>) -> bool {
-        set.contains(&self.before) || set.contains(&self.after)
+        set.contains(&self.before) != set.contains(&self.after)
     }
 }
 

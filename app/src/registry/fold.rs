@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec::{Intent, Lease, Log, SetName, Standing};
 use super::list::Found;
-use super::log::new_op;
-use super::{FOLD_EVERY, GRACE_MS, LEASE_MS, Registry};
+use super::{FOLD_EVERY, GRACE_MS, Registry};
 use crate::error::ApiError;
 use crate::hero::HeroId;
 use crate::store::KeyValue;
@@ -52,27 +51,29 @@ impl<S: KeyValue> Registry<'_, S> {
     /// first if an indexing was abandoned).
     pub(super) async fn fold(&self) -> Result<(), ApiError> {
         self.ensure_indexed().await?;
-        let owner = new_op();
-        let Some(log) = self.take_fold_lease(owner).await? else {
+        let Some((lease, log)) = self.take_fold_lease().await? else {
             return Ok(());
         };
-        let lease = Lease {
-            owner,
-            until_ms: self.now_ms() + LEASE_MS,
-        };
-        let ids: Vec<HeroId> = {
-            let mut ids: Vec<HeroId> = log.intents.iter().map(Intent::hero).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        };
+        let folded = self.fold_under(&lease, &log).await;
+        if folded.is_err() {
+            // Best effort: the lease expires by itself anyway.
+            let _ = self.release_fold_lease(lease.owner).await;
+        }
+        folded
+    }
+
+    /// The fold proper, under `lease`, of the intents of `log`.
+    async fn fold_under(&self, lease: &Lease, log: &Log) -> Result<(), ApiError> {
+        let mut ids: Vec<HeroId> = log.intents.iter().map(Intent::hero).collect();
+        ids.sort_unstable();
+        ids.dedup();
         let keys: Vec<String> = ids.iter().map(HeroId::key).collect();
         let mut found = HashMap::new();
         for ((id, key), value) in ids.iter().zip(&keys).zip(self.store.get_many(&keys).await?) {
             found.insert(*id, Found::parse(key, value)?);
         }
-        for (set, changes) in set_changes(&log, &found) {
-            self.change_set(set, &changes, &lease).await?;
+        for (set, changes) in set_changes(log, &found) {
+            self.change_set(set, &changes, lease).await?;
         }
         let now = self.now_ms();
         let done: HashSet<u64> = log
@@ -81,7 +82,7 @@ impl<S: KeyValue> Registry<'_, S> {
             .filter(|intent| finished(intent, &found[&intent.hero()], now))
             .map(|intent| intent.op)
             .collect();
-        let after = self.finish_fold(owner, &done).await?;
+        let after = self.finish_fold(lease.owner, &done).await?;
         // Tombstones no intent names any more: every set is without them.
         let named: HashSet<HeroId> = after.intents.iter().map(Intent::hero).collect();
         let buried: Vec<String> = ids

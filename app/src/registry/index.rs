@@ -21,7 +21,6 @@ impl<S: KeyValue> Registry<'_, S> {
     /// indexing lease), takes the lease and builds every set. Returns
     /// without waiting when another request is building it.
     pub(super) async fn ensure_indexed(&self) -> Result<(), ApiError> {
-        let owner = new_op();
         let mut watched = self.store.watch(LOG_KEY).await?;
         for _ in 0..MAX_ATTEMPTS {
             let now = self.now_ms();
@@ -34,12 +33,13 @@ impl<S: KeyValue> Registry<'_, S> {
             if indexed || building {
                 return Ok(());
             }
-            log.indexing = Some(Lease {
-                owner,
+            let lease = Lease {
+                owner: new_op(),
                 until_ms: now + LEASE_MS,
-            });
+            };
+            log.indexing = Some(lease);
             match self.store.swap(watched.handle, &encode(&log)).await? {
-                Swapped::Done => return self.build(owner).await,
+                Swapped::Done => return self.build(&lease).await,
                 Swapped::Conflict(next) => watched = next,
             }
         }
@@ -47,7 +47,7 @@ impl<S: KeyValue> Registry<'_, S> {
     }
 
     /// Builds every set from every hero key, then clears the lease.
-    async fn build(&self, owner: u64) -> Result<(), ApiError> {
+    async fn build(&self, lease: &Lease) -> Result<(), ApiError> {
         let mut ids: Vec<HeroId> = self
             .store
             .keys()
@@ -70,12 +70,12 @@ impl<S: KeyValue> Registry<'_, S> {
                 }
             }
         }
-        self.fill(SetName::All, &all, owner).await?;
+        self.fill(SetName::All, &all, lease).await?;
         for (team, ids) in &teams {
-            self.fill(SetName::Team(team), ids, owner).await?;
+            self.fill(SetName::Team(team), ids, lease).await?;
         }
         let (log, _) = super::log::update_log(self.store, |log| {
-            let ours = log.indexing.is_some_and(|lease| lease.owner == owner);
+            let ours = log.indexing.is_some_and(|held| held.owner == lease.owner);
             ours.then(|| log.indexing = None)
         })
         .await?
@@ -86,19 +86,14 @@ impl<S: KeyValue> Registry<'_, S> {
         Ok(())
     }
 
-    /// Makes `set` hold exactly `ids`, while the indexing lease of `owner`
-    /// holds.
-    async fn fill(&self, set: SetName<'_>, ids: &[HeroId], owner: u64) -> Result<(), ApiError> {
-        let lease = Lease {
-            owner,
-            until_ms: self.now_ms() + LEASE_MS,
-        };
+    /// Makes `set` hold exactly `ids`, while the indexing `lease` holds.
+    async fn fill(&self, set: SetName<'_>, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
         // An earlier, abandoned attempt may have left members: clear them.
         let current = self.members(set).await?;
         let mut changes: BTreeMap<HeroId, bool> =
             current.into_iter().map(|id| (id, false)).collect();
         changes.extend(ids.iter().map(|id| (*id, true)));
-        self.change_set(set, &changes, &lease).await
+        self.change_set(set, &changes, lease).await
     }
 
     /// Every id a set's leaves hold.

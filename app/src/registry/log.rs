@@ -55,22 +55,34 @@ impl<S: KeyValue> Registry<'_, S> {
     }
 
     /// Takes the fold lease unless another request holds it (or the store
-    /// is being indexed); the log as it stood when taken.
-    pub(super) async fn take_fold_lease(&self, owner: u64) -> Result<Option<Log>, ApiError> {
+    /// is being indexed): the lease, and the log as it stood when taken.
+    pub(super) async fn take_fold_lease(&self) -> Result<Option<(Lease, Log)>, ApiError> {
         let now = self.now_ms();
+        let lease = Lease {
+            owner: new_op(),
+            until_ms: now + LEASE_MS,
+        };
         let updated = update_log(self.store, |log| {
             let busy = log.fold.is_some_and(|lease| lease.holds(now)) || log.indexing.is_some();
             if busy {
                 return None;
             }
-            log.fold = Some(Lease {
-                owner,
-                until_ms: now + LEASE_MS,
-            });
+            log.fold = Some(lease);
             Some(())
         })
         .await?;
-        Ok(updated.and_then(|(log, taken)| taken.map(|()| log)))
+        Ok(updated.and_then(|(log, taken)| taken.map(|()| (lease, log))))
+    }
+
+    /// Releases the fold lease of `owner` without removing anything, after
+    /// a fold failed, so the next write need not wait for it to expire.
+    pub(super) async fn release_fold_lease(&self, owner: u64) -> Result<(), ApiError> {
+        update_log(self.store, |log| {
+            let ours = log.fold.is_some_and(|lease| lease.owner == owner);
+            ours.then(|| log.fold = None)
+        })
+        .await?;
+        Ok(())
     }
 
     /// Removes the intents a fold finished (by op id: intents logged since

@@ -43,10 +43,11 @@
 //!
 //! For every hero X and set S: **X is in S's leaves exactly when X's stored
 //! value puts it in S, unless the log holds an intent for X that touches S**
-//! (S contains its `before` or its `after`).
+//! (one of its `before` and `after` is in S and the other is not).
 //!
-//! Each write keeps it: its swap changes membership only of the sets its
-//! intent touches, and the intent is logged before the swap. A list keeps to
+//! Each write keeps it: its swap turns the hero from `before` into `after`,
+//! so it changes membership only of the sets its intent touches, and the
+//! intent is logged before the swap. A list keeps to
 //! it by trusting the leaves except for ids with an intent touching its set,
 //! whose standing it reads from the hero itself. So a list is right at every
 //! moment, including after a host was killed between any two writes: an

@@ -173,7 +173,10 @@ fn http_pre(
     compiled: &wasmtime::component::Component,
 ) -> anyhow::Result<(ProxyPre<HostState>, WasiVersion)> {
     let instance_pre = linker.instantiate_pre(compiled).map_err(|e| {
-        anyhow!("{e}: hero-host provides WASI 0.2 and 0.3, wasi:http and spin:key-value@3.0.0")
+        anyhow!(
+            "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, spin:key-value@3.0.0 \
+             and wasi:keyvalue@0.2.0-draft2 (store, atomics, batch)"
+        )
     })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
         Ok(p3) => Ok((ProxyPre::P3(p3), WasiVersion::P3)),
