@@ -86,6 +86,8 @@ pub struct Intent {
     pub before: Standing,
     /// The hero as the writer will leave it.
     pub after: Standing,
+    /// Set by its writer once it will never swap for this intent again.
+    pub done: bool,
 }
 
 impl Intent {
@@ -218,6 +220,7 @@ mod tests {
                 at_ms: 1_700_000_000_000,
                 before: Standing::Live(Some("X".into())),
                 after: Standing::Gone,
+                done: true,
             }],
             fold: Some(Lease {
                 owner: 1,

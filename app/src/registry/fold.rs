@@ -29,7 +29,12 @@ fn finished(intent: &Intent, found: &Found, now_ms: u64) -> bool {
             Found::Tombstone => true,
             // Only a creation can be waiting for its hero to appear.
             Found::Absent => intent.before != Standing::Gone,
-            Found::Live { .. } => found.standing() == intent.after,
+            // A move between two live standings also needs its writer's
+            // word: the value it read may come back (moved away and back
+            // by others), and then its swap would still succeed.
+            Found::Live { .. } => {
+                found.standing() == intent.after && (intent.done || intent.before == Standing::Gone)
+            }
         }
 }
 
@@ -126,6 +131,7 @@ mod tests {
             at_ms,
             before,
             after,
+            done: false,
         }
     }
 
@@ -152,9 +158,15 @@ mod tests {
             finished(&create, &Found::Absent, now + GRACE_MS + 1),
             "stale"
         );
-        let moved = intent(x(), y(), now);
+        let mut moved = intent(x(), y(), now);
         assert!(!finished(&moved, &live("X"), now), "not swapped yet");
+        assert!(
+            !finished(&moved, &live("Y"), now),
+            "its writer may still swap"
+        );
+        moved.done = true;
         assert!(finished(&moved, &live("Y"), now));
+        assert!(!finished(&moved, &live("X"), now));
         assert!(finished(&moved, &Found::Absent, now), "deleted and buried");
         let deleted = intent(y(), Standing::Gone, now);
         assert!(!finished(&deleted, &live("Y"), now));

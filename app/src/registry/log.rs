@@ -54,6 +54,23 @@ impl<S: KeyValue> Registry<'_, S> {
         Err(ApiError::Internal("the intent log vanished".into()))
     }
 
+    /// Marks the intents `ops` names done; the log as stored afterwards, or
+    /// `None` if there was nothing to mark (a fold finished them already).
+    pub(super) async fn mark_done(&self, ops: &[u64]) -> Result<Option<Log>, ApiError> {
+        let updated = update_log(self.store, |log| {
+            let mut marked = false;
+            for intent in &mut log.intents {
+                if !intent.done && ops.contains(&intent.op) {
+                    intent.done = true;
+                    marked = true;
+                }
+            }
+            marked.then_some(())
+        })
+        .await?;
+        Ok(updated.and_then(|(log, marked)| marked.map(|()| log)))
+    }
+
     /// Takes the fold lease unless another request holds it (or the store
     /// is being indexed): the lease, and the log as it stood when taken.
     pub(super) async fn take_fold_lease(&self) -> Result<Option<(Lease, Log)>, ApiError> {

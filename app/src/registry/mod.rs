@@ -31,7 +31,8 @@
 //!   logs `old team -> new team` first. A swap that finds another value
 //!   starts again from that value (logging again if the team it found
 //!   differs), so a PUT never overwrites a write it did not see, and one
-//!   that finds a tombstone answers 404: it never resurrects a hero.
+//!   that finds a tombstone answers 404: it never resurrects a hero. After
+//!   its swap it marks its intents `done` in the log.
 //! - DELETE logs `team -> gone`, then swaps the value it read for the
 //!   tombstone. Of two racing DELETEs only one swap succeeds (204); the
 //!   other finds the tombstone (404). An acknowledged DELETE stays deleted.
@@ -63,8 +64,13 @@
 //! *finished*, and deletes tombstones no intent names any more. An intent is
 //! finished when its hero stands where it said it would, or is deleted (for
 //! good: ids are never reused), or when it is older than [`GRACE_MS`], long
-//! after its writer gave up (a writer killed mid-way). Intents still in
-//! progress stay. An intent logged after the fold read the log is never
+//! after its writer gave up (a writer killed mid-way). A move between two
+//! teams also needs its writer's `done` mark before it counts as finished by
+//! where its hero stands: others may have moved the hero there and back to
+//! the very bytes the writer read, and then its swap, still to come, would
+//! succeed. (A creation's key is fresh, and a deletion is finished only by
+//! a tombstone, so neither can be overtaken so.) Intents still in progress
+//! stay. An intent logged after the fold read the log is never
 //! removed by it, so the invariant survives folds that race writes, and a
 //! fold killed half-way leaves intents that the next fold folds again
 //! (changing a set is idempotent). Leaves a directory no longer lists are

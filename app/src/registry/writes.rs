@@ -10,10 +10,12 @@ use super::codec::{Intent, Log, Standing};
 use super::log::new_op;
 use super::{MAX_ATTEMPTS, Registry, TOMBSTONE, WRITE_DEADLINE_MS, millis};
 
-/// An intent this request logged, and the log as it left it.
+/// The intents this request logged: the latest one's `before` and time,
+/// every op (oldest first), and the log as the latest left it.
 struct Logged {
     before: Standing,
     at_ms: u64,
+    ops: Vec<u64>,
     log: Log,
 }
 
@@ -30,6 +32,7 @@ impl<S: KeyValue> Registry<'_, S> {
             at_ms: millis(now),
             before: Standing::Gone,
             after: Standing::Live(hero.team),
+            done: false,
         };
         let log = self.log_intent(intent).await?;
         self.check_deadline(millis(now))?;
@@ -58,7 +61,7 @@ impl<S: KeyValue> Registry<'_, S> {
             match self.store.swap(watched.handle, &value).await? {
                 Swapped::Done => {
                     if let Some(logged) = logged {
-                        self.fold_if_due(&logged.log).await;
+                        self.settle(logged).await;
                     }
                     return Ok(Some(value));
                 }
@@ -104,18 +107,46 @@ impl<S: KeyValue> Registry<'_, S> {
     ) -> Result<(), ApiError> {
         if logged.as_ref().is_none_or(|logged| logged.before != before) {
             let at_ms = self.now_ms();
+            let op = new_op();
             let intent = Intent {
-                op: new_op(),
+                op,
                 id: id.to_bytes(),
                 at_ms,
                 before: before.clone(),
                 after,
+                done: false,
             };
             let log = self.log_intent(intent).await?;
-            *logged = Some(Logged { before, at_ms, log });
+            let mut ops = logged.take().map(|logged| logged.ops).unwrap_or_default();
+            ops.push(op);
+            *logged = Some(Logged {
+                before,
+                at_ms,
+                ops,
+                log,
+            });
         }
         let at_ms = logged.as_ref().map_or(0, |logged| logged.at_ms);
         self.check_deadline(at_ms)
+    }
+
+    /// After a PUT's swap: marks its intents done (it will never swap for
+    /// them again, so a fold may finish them), then folds if due. A failure
+    /// leaves the intents to finish when stale, so it is only logged.
+    async fn settle(&self, logged: Logged) {
+        let log = match self.mark_done(&logged.ops).await {
+            Ok(log) => log.unwrap_or(logged.log),
+            Err(error) => {
+                let error = format!("{error:?}");
+                crate::routes::log_line(
+                    "warn",
+                    "marking intents done failed",
+                    &[("error", &error)],
+                );
+                logged.log
+            }
+        };
+        self.fold_if_due(&log).await;
     }
 
     /// Refuses to write for an intent logged at `at_ms` once a fold may

@@ -141,3 +141,52 @@ fn a_storm_of_writers_leaves_every_list_right() {
         assert_lists_are_right(&store, &clock, 9);
     }
 }
+
+/// A PUT that moves a hero to team B, paused between logging its intent and
+/// its swap, while other PUTs move the hero to B and back to A with folds in
+/// between: the value it read is back, byte for byte, so its swap succeeds.
+/// Its intent must still be in the log then, or no list would know the hero
+/// moved.
+#[test]
+fn a_paused_put_whose_value_comes_back_still_has_its_intent() {
+    use crate::registry::codec::{Intent, Standing};
+    use crate::registry::log::new_op;
+    use crate::registry::writes::encode;
+    use crate::store::{KeyValue, Swapped};
+
+    let (store, clock) = (MemoryStore::default(), TestClock::new());
+    let (id, _) = with(&store, &clock, async |r| {
+        r.create(hero("a", Some("A"))).await.unwrap()
+    });
+    // The paused PUT: it read the hero and logged `A -> B`.
+    let watched = with(&store, &clock, async |r| {
+        let watched = store.watch(&id.key()).await.unwrap();
+        let intent = Intent {
+            op: new_op(),
+            id: id.to_bytes(),
+            at_ms: r.now_ms(),
+            before: Standing::Live(Some("A".into())),
+            after: Standing::Live(Some("B".into())),
+            done: false,
+        };
+        r.log_intent(intent).await.unwrap();
+        watched
+    });
+    with(&store, &clock, async |r| {
+        r.replace(id, hero("a", Some("B"))).await.unwrap().unwrap();
+        r.fold().await.unwrap();
+        r.replace(id, hero("a", Some("A"))).await.unwrap().unwrap();
+        r.fold().await.unwrap();
+    });
+    // The paused PUT swaps now, against the value it read.
+    let mut moved: crate::hero::Hero =
+        serde_json::from_slice(watched.current.as_deref().unwrap()).unwrap();
+    moved.team = Some("B".into());
+    with(&store, &clock, async |_| {
+        let swapped = store.swap(watched.handle, &encode(&moved)).await.unwrap();
+        assert!(matches!(swapped, Swapped::Done), "the value came back");
+    });
+    assert_lists_are_right(&store, &clock, 1);
+    with(&store, &clock, async |r| r.fold().await.unwrap());
+    assert_lists_are_right(&store, &clock, 1);
+}
