@@ -81,6 +81,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 500; the detail is logged, never sent to the client.
     Internal(String),
+    /// 503: the store is too busy for this request right now (it changed
+    /// nothing); the detail is logged, never sent to the client.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => 413,
             ApiError::Validation(_) => 422,
             ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
         }
     }
 
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => detail("Request body too large"),
             ApiError::Validation(errors) => serde_json::to_vec(&Detail { detail: errors }),
             ApiError::Internal(_) => detail("Internal Server Error"),
+            ApiError::Unavailable(_) => detail("Service Unavailable"),
         };
         encoded.expect("error bodies are plain data and always serialize")
     }
@@ -168,5 +173,11 @@ mod tests {
         let error = ApiError::Internal("sqlite is on fire".into());
         assert_eq!(error.status(), 500);
         assert!(!String::from_utf8(error.body()).unwrap().contains("fire"));
+        let busy = ApiError::Unavailable("the log kept changing".into());
+        assert_eq!(busy.status(), 503);
+        assert_eq!(
+            body_json(&busy),
+            serde_json::json!({"detail": "Service Unavailable"})
+        );
     }
 }

@@ -26,7 +26,7 @@ const KEY_PREFIX: &str = "hero:";
 /// would order two heroes created in the same millisecond by different instances
 /// at random; the sub-millisecond clock orders them by the wall clock every
 /// instance of a host reads (and across replicas, as well as their clocks agree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HeroId(Ulid);
 
 /// Bits of a ULID after its millisecond timestamp.
@@ -82,10 +82,20 @@ impl HeroId {
         format!("{KEY_PREFIX}{}", self.0)
     }
 
-    /// Whether a store key is a hero key (other apps may share the store).
-    pub fn is_hero_key(key: &str) -> bool {
-        key.strip_prefix(KEY_PREFIX)
-            .is_some_and(|id| id.len() == ulid::ULID_LEN)
+    /// The id of a hero key; `None` for any other key (other apps may share
+    /// the store).
+    pub fn from_key(key: &str) -> Option<Self> {
+        key.strip_prefix(KEY_PREFIX).and_then(Self::parse)
+    }
+
+    /// The id's 16 bytes, big-endian: byte order is id order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_bytes()
+    }
+
+    /// The id of [`HeroId::to_bytes`]'s bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        HeroId(Ulid::from_bytes(bytes))
     }
 }
 
@@ -492,8 +502,10 @@ mod tests {
         let text = ids[0].to_string();
         assert_eq!(text.len(), 26);
         assert_eq!(HeroId::parse(&text), Some(ids[0]));
-        assert!(HeroId::is_hero_key(&ids[0].key()));
-        assert!(!HeroId::is_hero_key("hero:short"));
+        assert_eq!(HeroId::from_key(&ids[0].key()), Some(ids[0]));
+        assert_eq!(HeroId::from_key("hero:short"), None);
+        assert_eq!(HeroId::from_key("heroes:log"), None);
+        assert_eq!(HeroId::from_bytes(ids[0].to_bytes()), ids[0]);
         assert_eq!(HeroId::parse("not-a-ulid"), None);
         assert_eq!(
             HeroId::parse("UUUUUUUUUUUUUUUUUUUUUUUUUU"),

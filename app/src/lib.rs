@@ -1,10 +1,13 @@
 //! The Hero Registry: a Spin HTTP component (WASIp3) that stores heroes in the
 //! Spin key-value store labelled `default`.
 //!
-//! This file is only the component's entry point; the API lives in [`routes`].
+//! This file is only the component's entry point; the API lives in
+//! [`routes`], the data model (heroes and their ordering index) in
+//! [`registry`].
 
 pub mod error;
 pub mod hero;
+pub mod registry;
 pub mod routes;
 pub mod store;
 

@@ -8,7 +8,8 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::error::{ApiError, FieldError};
-use crate::hero::{Hero, HeroId, NewHero};
+use crate::hero::{HeroId, NewHero};
+use crate::registry::{Page, Registry};
 use crate::store::{KeyValue, StoreError};
 
 /// Largest accepted request body: 64 KiB.
@@ -44,7 +45,7 @@ impl Reply {
 
 impl From<ApiError> for Reply {
     fn from(error: ApiError) -> Self {
-        if let ApiError::Internal(detail) = &error {
+        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &error {
             log_line("error", "request failed", &[("error", detail)]);
         }
         let status =
@@ -302,57 +303,24 @@ fn bounded_int(
     usize::try_from(number).unwrap_or(usize::MAX)
 }
 
-async fn list(store: &impl KeyValue, query: &ListQuery) -> Result<Reply, ApiError> {
-    let mut keys: Vec<String> = store.keys().await?;
-    keys.retain(|k| HeroId::is_hero_key(k));
-    // ULIDs sort by creation time.
-    keys.sort_unstable();
+/// The registry on `store`, on the wall clock.
+fn registry<S: KeyValue>(store: &S) -> Registry<'_, S> {
+    Registry::new(store, &SystemTime::now)
+}
 
-    let mut body = Vec::with_capacity(256 * query.limit.min(keys.len()) + 2);
-    body.push(b'[');
-    let mut taken = 0;
-    let mut skipped = 0;
-    // Without a team filter the page is a plain slice, and stored values are
-    // already the JSON we return: no parsing. A key deleted between listing and
-    // reading is skipped.
-    let candidates: &[String] = match query.team {
-        None => keys.get(query.offset..).unwrap_or(&[]),
-        Some(_) => &keys,
+async fn list(store: &impl KeyValue, query: &ListQuery) -> Result<Reply, ApiError> {
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+        team: query.team.as_deref(),
     };
-    for key in candidates {
-        if taken == query.limit {
-            break;
-        }
-        let Some(value) = store.get(key).await? else {
-            continue;
-        };
-        if let Some(team) = &query.team {
-            let hero: Hero = decode(key, &value)?;
-            if hero.team.as_deref() != Some(team.as_str()) {
-                continue;
-            }
-            if skipped < query.offset {
-                skipped += 1;
-                continue;
-            }
-        }
-        if taken > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&value);
-        taken += 1;
-    }
-    body.push(b']');
+    let body = registry(store).list(&page).await?;
     Ok(Reply::json(StatusCode::OK, body))
 }
 
 async fn create(store: &impl KeyValue, input: NewHero) -> Result<Reply, ApiError> {
-    let now = SystemTime::now();
-    let id = HeroId::generate(now);
-    let hero = Hero::new(id, input, now);
-    let body = encode(&hero);
-    store.set(&id.key(), &body).await?;
-    log_line("info", "hero created", &[("hero_id", &hero.id)]);
+    let (id, body) = registry(store).create(input).await?;
+    log_line("info", "hero created", &[("hero_id", &id.to_string())]);
     Ok(Reply {
         location: Some(format!("/heroes/{id}")),
         ..Reply::json(StatusCode::CREATED, body)
@@ -360,42 +328,33 @@ async fn create(store: &impl KeyValue, input: NewHero) -> Result<Reply, ApiError
 }
 
 async fn read(store: &impl KeyValue, id: HeroId) -> Result<Reply, ApiError> {
-    let value = store.get(&id.key()).await?.ok_or(ApiError::HeroNotFound)?;
+    let value = registry(store)
+        .read(id)
+        .await?
+        .ok_or(ApiError::HeroNotFound)?;
     Ok(Reply::json(StatusCode::OK, value))
 }
 
 async fn replace(store: &impl KeyValue, id: HeroId, input: NewHero) -> Result<Reply, ApiError> {
-    let key = id.key();
-    let value = store.get(&key).await?.ok_or(ApiError::HeroNotFound)?;
-    let hero = decode(&key, &value)?.replaced(input);
-    let body = encode(&hero);
-    store.set(&key, &body).await?;
-    log_line("info", "hero replaced", &[("hero_id", &hero.id)]);
+    let body = registry(store)
+        .replace(id, input)
+        .await?
+        .ok_or(ApiError::HeroNotFound)?;
+    log_line("info", "hero replaced", &[("hero_id", &id.to_string())]);
     Ok(Reply::json(StatusCode::OK, body))
 }
 
 async fn remove(store: &impl KeyValue, id: HeroId) -> Result<Reply, ApiError> {
-    let key = id.key();
-    if store.get(&key).await?.is_none() {
+    if !registry(store).remove(id).await? {
         return Err(ApiError::HeroNotFound);
     }
-    store.delete(&key).await?;
     log_line("info", "hero deleted", &[("hero_id", &id.to_string())]);
     Ok(Reply::json(StatusCode::NO_CONTENT, Vec::new()))
 }
 
-fn encode(hero: &Hero) -> Vec<u8> {
-    serde_json::to_vec(hero).expect("a hero is plain strings and always serializes")
-}
-
-fn decode(key: &str, value: &[u8]) -> Result<Hero, ApiError> {
-    serde_json::from_slice(value)
-        .map_err(|e| ApiError::Internal(format!("stored value of {key} is not a hero: {e}")))
-}
-
 /// Prints one structured line (a JSON object) for the host to carry: info to
 /// stdout, warnings and errors to stderr.
-fn log_line(level: &str, message: &str, fields: &[(&str, &str)]) {
+pub(crate) fn log_line(level: &str, message: &str, fields: &[(&str, &str)]) {
     let mut line = serde_json::Map::new();
     line.insert("level".into(), level.into());
     line.insert("message".into(), message.into());

@@ -45,7 +45,8 @@ mod generated {
 pub use self::bindings::Error as WitError;
 use self::generated::spin::key_value::key_value as bindings;
 
-/// Open store handles one instance may hold (`store-table-full` beyond).
+/// Open store handles (of both interfaces) one instance may hold
+/// (`store-table-full` beyond), as Spin's table capacity.
 const MAX_OPEN_STORES: u32 = 256;
 
 /// What a guest's `store` resource points at: the opened store itself.
@@ -101,10 +102,12 @@ impl KeyValueCtx {
     }
 }
 
-/// Per-instance state, held in the store data.
+/// Per-instance state, held in the store data; shared by both interfaces.
 pub struct KeyValueState {
     ctx: Arc<KeyValueCtx>,
     open_stores: u32,
+    /// Open `wasi:keyvalue` compare-and-swap handles.
+    pub(super) open_swaps: u32,
     failures: Arc<dyn KeyValueFailures>,
 }
 
@@ -115,6 +118,7 @@ impl KeyValueState {
         KeyValueState {
             ctx,
             open_stores: 0,
+            open_swaps: 0,
             failures,
         }
     }
@@ -152,32 +156,23 @@ impl KeyValueView<'_> {
     /// Opens `label` for the guest: a handle in the table, counted against
     /// the instance's limit (shared by every key-value interface version).
     pub fn open_handle(&mut self, label: &str) -> Result<Resource<StoreHandle>, KvError> {
-        let store = self.state.ctx.open(label)?;
-        if self.state.open_stores >= MAX_OPEN_STORES {
-            return Err(WitError::StoreTableFull.into());
-        }
-        let handle = self.table.push(StoreHandle(store))?;
-        self.state.open_stores += 1;
-        Ok(handle)
+        let store = self.state.open(label)?;
+        self.table.push(StoreHandle(store)).map_err(|error| {
+            self.state.closed();
+            error.into()
+        })
     }
 
     /// Closes a handle the guest dropped.
     pub fn close_handle(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
-        self.state.open_stores = self.state.open_stores.saturating_sub(1);
+        self.state.closed();
         Ok(())
     }
 
     /// What an operation on `handle` needs, without a borrow of the store.
     pub fn operation(&self, handle: &Resource<StoreHandle>) -> Result<Operation, KvError> {
-        let failures = self.state.failures.clone();
-        Ok(Operation {
-            store: self.table.get(handle)?.0.clone(),
-            metrics: self.state.ctx.metrics.clone(),
-            // Resolved as the guest's call starts, so its caller is known.
-            caller: failures.caller(),
-            failures,
-        })
+        Ok(self.state.operation(self.table.get(handle)?.0.clone()))
     }
 }
 
@@ -190,6 +185,35 @@ pub struct Operation {
     caller: WriterId,
 }
 
+impl KeyValueState {
+    /// The operation context for `store`.
+    pub(super) fn operation(&self, store: Arc<LabeledStore>) -> Operation {
+        Operation {
+            store,
+            metrics: self.ctx.metrics.clone(),
+            // Resolved as the guest's call starts, so its caller is known.
+            caller: self.failures.caller(),
+            failures: self.failures.clone(),
+        }
+    }
+
+    /// Opens `label` for a new handle of either interface: `no-such-store`,
+    /// `access-denied`, or `store-table-full` beyond [`MAX_OPEN_STORES`].
+    pub(super) fn open(&mut self, label: &str) -> Result<Arc<LabeledStore>, WitError> {
+        let store = self.ctx.open(label)?;
+        if self.open_stores >= MAX_OPEN_STORES {
+            return Err(WitError::StoreTableFull);
+        }
+        self.open_stores += 1;
+        Ok(store)
+    }
+
+    /// A handle of either interface was dropped.
+    pub(super) fn closed(&mut self) {
+        self.open_stores = self.open_stores.saturating_sub(1);
+    }
+}
+
 /// The operation context of a handle.
 fn resolve<T>(
     accessor: &Accessor<T, KeyValue>,
@@ -198,13 +222,24 @@ fn resolve<T>(
     accessor.with(|mut access| access.get().operation(handle))
 }
 
-/// Runs one backend operation, timing it and turning a failure into
-/// `error::other` for the guest, with the detail logged and reported.
+/// A failed backend operation as the guest sees it: a short message (the
+/// detail went to the host's log and the request's invocation line).
+pub struct FailedOperation(pub String);
+
+impl From<FailedOperation> for KvError {
+    fn from(failed: FailedOperation) -> Self {
+        KvError::Guest(WitError::Other(failed.0))
+    }
+}
+
+/// Runs one backend operation, timing it (`key_value_operation_duration_seconds`)
+/// and turning a failure into a [`FailedOperation`], with the detail logged
+/// and reported to the request.
 pub async fn timed<R>(
     context: Operation,
     operation: &'static str,
     run: impl AsyncFnOnce(&LabeledStore) -> Result<R, StoreError>,
-) -> Result<R, KvError> {
+) -> Result<R, FailedOperation> {
     let Operation {
         store,
         metrics,
@@ -229,7 +264,12 @@ pub async fn timed<R>(
             operation,
             error: error.to_string(),
         });
-        KvError::Guest(WitError::Other(format!("the key-value store `{}` is unavailable", store.label)))
+        FailedOperation(match error {
+            StoreError::Refused(reason) => reason.to_owned(),
+            StoreError::Sqlite(_) | StoreError::Redis(_) => {
+                format!("the key-value store `{}` is unavailable", store.label)
+            }
+        })
     })
 }
 
@@ -261,10 +301,10 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        timed(resolve(accessor, &handle)?, "get", async |s| {
+        Ok(timed(resolve(accessor, &handle)?, "get", async |s| {
             s.backend.get(&key).await
         })
-        .await
+        .await?)
     }
 
     async fn set(
@@ -273,10 +313,10 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        timed(resolve(accessor, &handle)?, "set", async |s| {
+        Ok(timed(resolve(accessor, &handle)?, "set", async |s| {
             s.backend.set(&key, &value).await
         })
-        .await
+        .await?)
     }
 
     async fn delete(
@@ -284,10 +324,10 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> Result<(), KvError> {
-        timed(resolve(accessor, &handle)?, "delete", async |s| {
+        Ok(timed(resolve(accessor, &handle)?, "delete", async |s| {
             s.backend.delete(&key).await
         })
-        .await
+        .await?)
     }
 
     async fn exists(
@@ -295,10 +335,10 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> Result<bool, KvError> {
-        timed(resolve(accessor, &handle)?, "exists", async |s| {
+        Ok(timed(resolve(accessor, &handle)?, "exists", async |s| {
             s.backend.exists(&key).await
         })
-        .await
+        .await?)
     }
 
     async fn get_keys(
@@ -314,8 +354,7 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
         let (keys, outcome) =
             match timed(resolved, "get_keys", async |s| s.backend.keys().await).await {
                 Ok(keys) => (keys, Ok(())),
-                Err(KvError::Guest(error)) => (Vec::new(), Err(error)),
-                Err(KvError::Trap(error)) => return Err(error),
+                Err(failed) => (Vec::new(), Err(WitError::Other(failed.0))),
             };
         accessor.with(|mut access| {
             let keys = StreamReader::new(&mut access, KeyStream(keys.into_iter()))?;

@@ -1,10 +1,17 @@
 //! Key-value stores: the backends (SQLite, Redis), the labels they serve, and
-//! the `spin:key-value@3.0.0` host interface guests call.
+//! the host interfaces guests call on them: `spin:key-value@3.0.0` and
+//! `wasi:keyvalue` 2024-10-17 (store, atomics, batch), both on the same keys.
 
 pub mod host;
 pub mod lock_wait;
 pub mod redis;
 pub mod sqlite;
+pub mod wasi_keyvalue;
+
+#[cfg(test)]
+mod backend_tests;
+#[cfg(test)]
+pub mod testing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,6 +33,27 @@ pub enum StoreError {
     /// Redis failed or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The backend works, but the operation does not apply to what is stored
+    /// (such as incrementing a value that is not a counter); the guest is
+    /// told this reason.
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
+/// `current + delta` for `increment`, where `current` is the stored counter
+/// (absent counts as 0) in the backend's format, read by `parse`.
+fn counter_sum(
+    current: Option<&[u8]>,
+    delta: i64,
+    parse: impl FnOnce(&[u8]) -> Option<i64>,
+) -> Result<i64, &'static str> {
+    let current = match current {
+        None => 0,
+        Some(bytes) => parse(bytes).ok_or("the value under this key is not a 64-bit counter")?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or("incrementing the counter would overflow a 64-bit integer")
 }
 
 impl StoreError {
@@ -37,7 +65,7 @@ impl StoreError {
                 error.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
-            StoreError::Redis(_) => false,
+            StoreError::Redis(_) | StoreError::Refused(_) => false,
         }
     }
 }
@@ -126,6 +154,62 @@ impl Backend {
         match self {
             Backend::Sqlite(store) => lock_wait::retrying(|| store.exists(key)).await,
             Backend::Redis(store) => store.exists(key).await,
+        }
+    }
+
+    /// The values under `keys`, in their order (`None` where absent).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Backend::Sqlite(store) => store.get_many(keys),
+            Backend::Redis(store) => store.get_many(keys).await,
+        }
+    }
+
+    /// Stores every pair.
+    pub async fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Backend::Sqlite(store) => store.set_many(pairs),
+            Backend::Redis(store) => store.set_many(pairs).await,
+        }
+    }
+
+    /// Removes every key.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Backend::Sqlite(store) => store.delete_many(keys),
+            Backend::Redis(store) => store.delete_many(keys).await,
+        }
+    }
+
+    /// Atomically adds `delta` to the counter under `key` (absent: 0) and
+    /// returns the sum.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.increment(key, delta),
+            Backend::Redis(store) => store.increment(key, delta).await,
+        }
+    }
+
+    /// Atomically stores `value` under `key` if it still holds `expected`
+    /// (`None`: if it is absent); whether it did.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        match self {
+            Backend::Sqlite(store) => store.compare_and_swap(key, expected, value),
+            Backend::Redis(store) => store.compare_and_swap(key, expected, value).await,
         }
     }
 

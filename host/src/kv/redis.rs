@@ -2,10 +2,16 @@
 //! namespaced by store label (`<label>:<key>`), so labels never collide in
 //! one Redis database. One multiplexed connection per URL serves every
 //! request; it reconnects by itself after Redis comes back.
+//!
+//! Compare-and-swap is a Lua script, which Redis runs atomically: it works
+//! on the shared connection (a `WATCH` would need a connection of its own per
+//! operation) and compares whole values, as the SQLite backend does.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, ServerErrorKind};
 
 use super::StoreError;
 
@@ -15,6 +21,24 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// Keys fetched per SCAN round trip.
 const SCAN_BATCH: usize = 1000;
+
+/// Sets `KEYS[1]` to `ARGV[3]` if it holds `ARGV[2]` (`ARGV[1]` is `1`) or
+/// is absent (`ARGV[1]` is `0`); 1 if it did. Lua compares strings byte for
+/// byte, so binary values are safe.
+static COMPARE_AND_SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local current = redis.call('GET', KEYS[1])
+        local matches
+        if ARGV[1] == '1' then matches = (current == ARGV[2]) else matches = (current == false) end
+        if matches then
+            redis.call('SET', KEYS[1], ARGV[3])
+            return 1
+        end
+        return 0
+        ",
+    )
+});
 
 /// A connection to one Redis server, shared by the labels that use it.
 #[derive(Clone)]
@@ -98,6 +122,75 @@ impl RedisStore {
             .query_async(&mut connection)
             .await?;
         Ok(())
+    }
+
+    /// The values under `keys`, in their order (`None` where absent): one MGET.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut connection = self.db.connection.clone();
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(self.key(key));
+        }
+        Ok(mget.query_async(&mut connection).await?)
+    }
+
+    /// Stores every pair: one MSET, atomic in Redis.
+    pub async fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut connection = self.db.connection.clone();
+        let mut mset = redis::cmd("MSET");
+        for (key, value) in pairs {
+            mset.arg(self.key(key)).arg(value);
+        }
+        let () = mset.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// Removes every key: one DEL.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut connection = self.db.connection.clone();
+        let mut del = redis::cmd("DEL");
+        for key in keys {
+            del.arg(self.key(key));
+        }
+        let _: i64 = del.query_async(&mut connection).await?;
+        Ok(())
+    }
+
+    /// INCRBY, as Spin's Redis store does: the counter is the decimal text
+    /// Redis keeps. A value that is not a counter, or an overflow, is refused
+    /// by the server (an error reply, not a failure of the connection).
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut connection = self.db.connection.clone();
+        redis::cmd("INCRBY")
+            .arg(self.key(key))
+            .arg(delta)
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| match error.kind() {
+                ErrorKind::Server(ServerErrorKind::ResponseError) => StoreError::Refused(
+                    "the value under this key is not a 64-bit counter, or the sum would overflow",
+                ),
+                _ => error.into(),
+            })
+    }
+
+    /// Stores `value` under `key` if it still holds `expected` (`None`: if it
+    /// is absent), atomically; whether it did.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.db.connection.clone();
+        let swapped: i64 = COMPARE_AND_SWAP
+            .key(self.key(key))
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(value)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(swapped == 1)
     }
 
     /// Whether `key` has a value.

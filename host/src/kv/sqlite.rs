@@ -21,12 +21,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use super::StoreError;
 
 /// How long opening a database waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SELECT: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2";
+const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+     ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
+const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 
 /// One SQLite database file (or memory), shared by every label stored in it.
 pub enum SqliteDb {
@@ -99,6 +106,11 @@ fn run<T>(
     op(connection)
 }
 
+/// A counter as Spin's SQLite store writes it: 8 bytes, little-endian.
+fn from_le_counter(bytes: &[u8]) -> Option<i64> {
+    bytes.try_into().ok().map(i64::from_le_bytes)
+}
+
 /// A configured connection. Pool connections opened later need only this:
 /// the journal mode and the table live in the file ([`prepare`]).
 fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
@@ -163,7 +175,7 @@ impl SqliteStore {
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.with(|c| {
-            c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            c.prepare_cached(SELECT)?
                 .query_row(params![self.label, key], |row| row.get(0))
                 .optional()
         })
@@ -172,21 +184,116 @@ impl SqliteStore {
     /// Stores `value` under `key`; committed when this returns.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.db.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![self.label, key, value])
-            .map(drop)
+            c.prepare_cached(UPSERT)?
+                .execute(params![self.label, key, value])
+                .map(drop)
         })
     }
 
     /// Removes `key`.
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.db.with(|c| {
-            c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            c.prepare_cached(DELETE)?
                 .execute(params![self.label, key])
                 .map(drop)
+        })
+    }
+
+    /// The values under `keys`, in their order (`None` where absent).
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.db.with(|c| {
+            let mut select = c.prepare_cached(SELECT)?;
+            keys.iter()
+                .map(|key| {
+                    select
+                        .query_row(params![self.label, key], |row| row.get(0))
+                        .optional()
+                })
+                .collect()
+        })
+    }
+
+    /// Stores every pair, all in one transaction.
+    pub fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            let transaction = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+            {
+                let mut upsert = transaction.prepare_cached(UPSERT)?;
+                for (key, value) in pairs {
+                    upsert.execute(params![self.label, key, value])?;
+                }
+            }
+            transaction.commit()
+        })
+    }
+
+    /// Removes every key, all in one transaction.
+    pub fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        self.db.with(|c| {
+            let transaction = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+            {
+                let mut delete = transaction.prepare_cached(DELETE)?;
+                for key in keys {
+                    delete.execute(params![self.label, key])?;
+                }
+            }
+            transaction.commit()
+        })
+    }
+
+    /// Adds `delta` to the counter under `key` (an absent key counts as 0)
+    /// and returns the sum. The counter is 8 bytes, little-endian, as Spin's
+    /// SQLite store keeps it, so `spin up` reads the same number.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.db
+            .with(|c| {
+                // Immediate: the write lock is taken before the read, so no
+                // other connection slips a write in between.
+                let transaction = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+                let current: Option<Vec<u8>> = transaction
+                    .prepare_cached(SELECT)?
+                    .query_row(params![self.label, key], |row| row.get(0))
+                    .optional()?;
+                let sum = match super::counter_sum(current.as_deref(), delta, from_le_counter) {
+                    Ok(sum) => sum,
+                    // Dropping the transaction rolls it back: nothing written.
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                transaction.prepare_cached(UPSERT)?.execute(params![
+                    self.label,
+                    key,
+                    sum.to_le_bytes()
+                ])?;
+                transaction.commit().map(|()| Ok(sum))
+            })?
+            .map_err(StoreError::Refused)
+    }
+
+    /// Stores `value` under `key` only if the key still holds `expected`
+    /// (`None`: only if it is absent). One statement, so atomic against every
+    /// other connection and process. Returns whether it was stored.
+    pub fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.db.with(|c| {
+            let changed = match expected {
+                Some(expected) => c
+                    .prepare_cached(
+                        "UPDATE spin_key_value SET value = ?3
+                         WHERE store = ?1 AND key = ?2 AND value = ?4",
+                    )?
+                    .execute(params![self.label, key, value, expected])?,
+                None => c
+                    .prepare_cached(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (store, key) DO NOTHING",
+                    )?
+                    .execute(params![self.label, key, value])?,
+            };
+            Ok(changed == 1)
         })
     }
 

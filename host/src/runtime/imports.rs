@@ -22,6 +22,9 @@ const PROVIDED: &[&str] = &[
     "spin:variables/variables@3.",
     "spin:sqlite/sqlite@3.",
     "wasi:config/store@0.2.0-draft-2024-09-27",
+    "wasi:keyvalue/store@0.2.0-draft2",
+    "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
     "fermyon:spin/key-value@2.",
     "fermyon:spin/variables@2.",
     "fermyon:spin/sqlite@2.",
@@ -42,6 +45,7 @@ fn provided(import: &str) -> bool {
     PROVIDED.iter().any(|prefix| import.starts_with(prefix))
         && (!import.starts_with("wasi:")
             || import.starts_with("wasi:config/")
+            || import.starts_with("wasi:keyvalue/")
             || wasi_version_provided(import))
 }
 
@@ -101,13 +105,14 @@ mod tests {
             "spin:sqlite/sqlite@3.0.0",
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "fermyon:spin/sqlite@2.0.0",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
         ] {
             assert!(provided(import), "{import}");
         }
         for import in [
             "fermyon:spin/llm@2.0.0",
             "spin:postgres/postgres@4.2.0",
-            "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:keyvalue/store@0.2.0-draft",
             "wasi:http/types@0.2.0-rc-2023-10-18",
             "wasi:http/handler@0.3.0-rc-2026-01-06",
             "fermyon:spin/config",

@@ -20,8 +20,8 @@ use super::invocation::RequestInfo;
 use super::outcome::InstanceOutcome;
 use super::output::LineSplitter;
 use crate::kv::{KeyValueFailure, KeyValueFailures, WriterId};
-use crate::telemetry::logs::{GuestOrigin, GuestStream, GuestWriter, LogSink, Outside};
 use crate::sqlite::{SqliteFailure, SqliteFailures};
+use crate::telemetry::logs::{GuestOrigin, GuestStream, GuestWriter, LogSink, Outside};
 
 /// Per-instance state shared between its store and the host.
 pub struct InstanceShared {

@@ -175,7 +175,8 @@ impl Runtime {
 fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     // WASIp2 (Rust std uses it in both kinds of component), wasi:http 0.2
-    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value.
+    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value and
+    // wasi:keyvalue.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
@@ -186,6 +187,7 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     crate::variables::host::add_to_linker(&mut linker)?;
     crate::sqlite::host::add_to_linker(&mut linker)?;
     crate::spin_v2::add_to_linker(&mut linker)?;
+    crate::kv::wasi_keyvalue::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -200,7 +202,7 @@ fn http_pre(
             Some(unsupported) => anyhow!("it {unsupported}"),
             None => anyhow!(
                 "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
-                 variables and SQLite interfaces"
+                 variables and SQLite interfaces, and wasi:keyvalue@0.2.0-draft2 (store, atomics, batch)"
             ),
         })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {

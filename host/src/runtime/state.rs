@@ -16,8 +16,8 @@ use super::output::GuestOutput;
 use crate::capabilities::InstanceCapabilities;
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
 use crate::outbound::{self, OutboundRule};
-use crate::telemetry::logs::GuestStream;
 use crate::sqlite::ctx::{SqliteHostView, SqliteView};
+use crate::telemetry::logs::GuestStream;
 use crate::variables::host::{VariablesHostView, VariablesView};
 
 /// Everything one instance's store holds.

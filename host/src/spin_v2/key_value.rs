@@ -37,7 +37,9 @@ impl HostStore for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let operation = self.operation(&handle);
         convert(match operation {
-            Ok(op) => timed(op, "get", async |s| s.backend.get(&key).await).await,
+            Ok(op) => timed(op, "get", async |s| s.backend.get(&key).await)
+                .await
+                .map_err(KvError::from),
             Err(error) => Err(error),
         })
     }
@@ -50,7 +52,9 @@ impl HostStore for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         let operation = self.operation(&handle);
         convert(match operation {
-            Ok(op) => timed(op, "set", async |s| s.backend.set(&key, &value).await).await,
+            Ok(op) => timed(op, "set", async |s| s.backend.set(&key, &value).await)
+                .await
+                .map_err(KvError::from),
             Err(error) => Err(error),
         })
     }
@@ -62,7 +66,9 @@ impl HostStore for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         let operation = self.operation(&handle);
         convert(match operation {
-            Ok(op) => timed(op, "delete", async |s| s.backend.delete(&key).await).await,
+            Ok(op) => timed(op, "delete", async |s| s.backend.delete(&key).await)
+                .await
+                .map_err(KvError::from),
             Err(error) => Err(error),
         })
     }
@@ -74,7 +80,9 @@ impl HostStore for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<bool, Error>> {
         let operation = self.operation(&handle);
         convert(match operation {
-            Ok(op) => timed(op, "exists", async |s| s.backend.exists(&key).await).await,
+            Ok(op) => timed(op, "exists", async |s| s.backend.exists(&key).await)
+                .await
+                .map_err(KvError::from),
             Err(error) => Err(error),
         })
     }
@@ -85,7 +93,9 @@ impl HostStore for KeyValueView<'_> {
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let operation = self.operation(&handle);
         convert(match operation {
-            Ok(op) => timed(op, "get_keys", async |s| s.backend.keys().await).await,
+            Ok(op) => timed(op, "get_keys", async |s| s.backend.keys().await)
+                .await
+                .map_err(KvError::from),
             Err(error) => Err(error),
         })
     }

@@ -193,7 +193,15 @@ pub async fn run(
         .ctx
         .metrics
         .record(&database, operation, result.is_ok(), seconds);
-    result.map_err(|error| report(&*statement.failures, statement.caller, &database, operation, &error))
+    result.map_err(|error| {
+        report(
+            &*statement.failures,
+            statement.caller,
+            &database,
+            operation,
+            &error,
+        )
+    })
 }
 
 fn report(
@@ -204,11 +212,14 @@ fn report(
     error: &QueryError,
 ) -> GuestError {
     tracing::warn!(database = &**database, operation, error = %error, "SQLite statement failed");
-    failures.sqlite_failed(caller, SqliteFailure {
-        database: database.clone(),
-        operation,
-        error: error.to_string(),
-    });
+    failures.sqlite_failed(
+        caller,
+        SqliteFailure {
+            database: database.clone(),
+            operation,
+            error: error.to_string(),
+        },
+    );
     let code = match error {
         QueryError::Sqlite(error) => error.sqlite_error_code(),
         QueryError::TooLarge(_) | QueryError::Incomplete => None,

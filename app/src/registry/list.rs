@@ -1,0 +1,204 @@
+//! A page of a set: the leaves skipped by their counts, the page's leaves
+//! read, ids with pending intents resolved from their heroes, then the
+//! page's heroes read in one `get-many` (see the module docs of
+//! [`super`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::codec::{Directory, LOG_KEY, Log, SetName, Standing, decode};
+use super::sets::{leaf_of, parse_directory, read_leaves};
+use super::{Registry, TOMBSTONE};
+use crate::error::ApiError;
+use crate::hero::{Hero, HeroId};
+use crate::store::KeyValue;
+
+/// Which heroes a list wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page<'a> {
+    /// At most this many.
+    pub limit: usize,
+    /// After skipping this many.
+    pub offset: usize,
+    /// Only this team's (all heroes when `None`).
+    pub team: Option<&'a str>,
+}
+
+/// What a hero key held when read.
+pub enum Found {
+    /// Nothing: never written, or a deleted hero's tombstone since removed.
+    Absent,
+    /// A deleted hero.
+    Tombstone,
+    /// A hero: its team and the stored JSON.
+    Live {
+        /// The hero's team.
+        team: Option<String>,
+        /// The stored value, as the API returns it.
+        value: Vec<u8>,
+    },
+}
+
+impl Found {
+    /// Reads a stored value (`key` names it in errors).
+    pub fn parse(key: &str, value: Option<Vec<u8>>) -> Result<Found, ApiError> {
+        Ok(match value {
+            None => Found::Absent,
+            Some(value) if value == TOMBSTONE => Found::Tombstone,
+            Some(value) => {
+                let hero: Hero = serde_json::from_slice(&value).map_err(|e| {
+                    ApiError::Internal(format!("stored value of {key} is not a hero: {e}"))
+                })?;
+                Found::Live {
+                    team: hero.team,
+                    value,
+                }
+            }
+        })
+    }
+
+    /// Where the hero stands.
+    pub fn standing(&self) -> Standing {
+        match self {
+            Found::Absent | Found::Tombstone => Standing::Gone,
+            Found::Live { team, .. } => Standing::Live(team.clone()),
+        }
+    }
+}
+
+impl<S: KeyValue> Registry<'_, S> {
+    /// The JSON array of a page of heroes, in creation order.
+    pub async fn list(&self, page: &Page<'_>) -> Result<Vec<u8>, ApiError> {
+        let set = page.team.map_or(SetName::All, SetName::Team);
+        let keys = [LOG_KEY.to_owned(), set.key()];
+        for _ in 0..4 {
+            // The log before the directory: a fold commits the directory
+            // before it removes intents, so this pair is never torn.
+            let mut values = self.store.get_many(&keys).await?.into_iter();
+            let (log, dir) = (values.next().flatten(), values.next().flatten());
+            let Some(log) = log else {
+                self.ensure_indexed().await?;
+                continue;
+            };
+            let log: Log = decode(LOG_KEY, &log)?;
+            if let Some(lease) = log.indexing {
+                if lease.holds(self.now_ms()) {
+                    return self.scan_list(page).await;
+                }
+                self.ensure_indexed().await?;
+                continue;
+            }
+            let dir = parse_directory(&keys[1], dir.as_deref())?;
+            if let Some(body) = self.page(set, &log, &dir, page).await? {
+                return Ok(body);
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the index kept changing under this list".into(),
+        ))
+    }
+
+    /// The page, or `None` if a leaf was retired meanwhile (read again).
+    async fn page(
+        &self,
+        set: SetName<'_>,
+        log: &Log,
+        dir: &Directory,
+        page: &Page<'_>,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        // Ids whose membership the leaves may not show yet, by leaf.
+        let mut pending: BTreeMap<usize, Vec<HeroId>> = BTreeMap::new();
+        for intent in log.intents.iter().filter(|intent| intent.touches(set)) {
+            let id = intent.hero();
+            let ids = pending.entry(leaf_of(dir, id)).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let mut resolved = HashMap::new();
+        let mut skip = page.offset;
+        let mut chosen = Vec::new();
+        // An empty set still has one (empty) leaf for pending creations.
+        for i in 0..dir.leaves.len().max(1) {
+            let leaf = dir.leaves.get(i);
+            let pending = pending.get(&i).map(Vec::as_slice).unwrap_or_default();
+            let count = leaf.map_or(0, |leaf| leaf.count as usize);
+            if pending.is_empty() && skip >= count {
+                skip -= count;
+                continue;
+            }
+            let mut members = match leaf {
+                Some(leaf) => match read_leaves(self.store, std::slice::from_ref(leaf)).await? {
+                    Some(mut read) => read.pop().unwrap_or_default(),
+                    None => return Ok(None),
+                },
+                None => Vec::new(),
+            };
+            if !pending.is_empty() {
+                self.resolve(pending, &mut resolved).await?;
+                members.retain(|id| !pending.contains(id));
+                members.extend(
+                    pending
+                        .iter()
+                        .filter(|id| set.contains(&resolved[*id].standing())),
+                );
+                members.sort_unstable();
+            }
+            let skipped = skip.min(members.len());
+            skip -= skipped;
+            let wanted = page.limit - chosen.len();
+            chosen.extend(members.into_iter().skip(skipped).take(wanted));
+            if chosen.len() == page.limit {
+                break;
+            }
+        }
+        Ok(Some(self.body(&chosen, resolved).await?))
+    }
+
+    /// Reads the heroes of `ids` into `resolved`.
+    async fn resolve(
+        &self,
+        ids: &[HeroId],
+        resolved: &mut HashMap<HeroId, Found>,
+    ) -> Result<(), ApiError> {
+        let keys: Vec<String> = ids.iter().map(HeroId::key).collect();
+        let values = self.store.get_many(&keys).await?;
+        for ((id, key), value) in ids.iter().zip(&keys).zip(values) {
+            resolved.insert(*id, Found::parse(key, value)?);
+        }
+        Ok(())
+    }
+
+    /// The JSON array of the chosen heroes: stored values are the JSON the
+    /// API returns, copied as they are. A hero deleted since the log was read
+    /// is left out.
+    async fn body(
+        &self,
+        ids: &[HeroId],
+        mut resolved: HashMap<HeroId, Found>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let unread: Vec<String> = ids
+            .iter()
+            .filter(|id| !resolved.contains_key(id))
+            .map(HeroId::key)
+            .collect();
+        let mut read = self.store.get_many(&unread).await?.into_iter();
+        let mut body = Vec::with_capacity(256 * ids.len() + 2);
+        body.push(b'[');
+        for id in ids {
+            let value = match resolved.remove(id) {
+                Some(Found::Live { value, .. }) => Some(value),
+                Some(Found::Absent | Found::Tombstone) => None,
+                None => read.next().flatten().filter(|value| value != TOMBSTONE),
+            };
+            let Some(value) = value else {
+                continue;
+            };
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&value);
+        }
+        body.push(b']');
+        Ok(body)
+    }
+}
