@@ -7,4 +7,5 @@ mod host;
 mod k8s;
 mod observability;
 mod reuse;
+mod startup;
 mod support;
