@@ -37,6 +37,9 @@ pub struct ConnectionLimits {
     pub response_write_timeout: Duration,
 }
 
+/// Idle connections closed each time accepting runs out of descriptors.
+const RELIEF: usize = 16;
+
 /// How long cut-off connection tasks get to record their requests.
 const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
 
@@ -65,7 +68,9 @@ pub async fn serve_public(
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = Connections::new(limits.max_idle_connections);
-    let mut listener = Listener::new(listener, "public");
+    let relieved = connections.clone();
+    let mut listener =
+        Listener::new(listener, "public").relieved_by(move || relieved.close_longest_idle(RELIEF));
     // The connection tasks, to cut off those still open when the grace ends.
     let mut tasks = JoinSet::new();
     let draining = shutdown.wait_for(Phase::Draining);

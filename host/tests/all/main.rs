@@ -2,6 +2,7 @@
 //! over real HTTP. One test binary, as wasmtime does it.
 
 mod api;
+mod clients;
 mod hardening;
 mod host;
 mod k8s;

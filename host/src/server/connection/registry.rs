@@ -74,10 +74,26 @@ impl Connections {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Closes the `count` longest idle connections (fewer if fewer are
+    /// idle), to free their descriptors for new clients.
+    pub fn close_longest_idle(&self, count: usize) {
+        self.close_idle(|_| count);
+    }
+
     /// Closes the longest idle connections until at most `max_idle` are
     /// left, and a sixteenth of the cap more, so that a stream of new idle
     /// connections takes the lock once in a while, not every time.
     fn shed_idle(&self) {
+        let max_idle = self.max_idle;
+        self.close_idle(|idle| match idle.saturating_sub(max_idle) {
+            0 => 0,
+            excess => excess + max_idle / 16,
+        });
+    }
+
+    /// Closes the longest idle connections, as many as `how_many` says for
+    /// the number idle (and not closing yet).
+    fn close_idle(&self, how_many: impl FnOnce(usize) -> usize) {
         let open = self.lock();
         let mut idle: Vec<(u64, &Arc<ConnectionState>)> = open
             .values()
@@ -86,19 +102,18 @@ impl Connections {
                 (since != 0 && !state.closing()).then_some((since, state))
             })
             .collect();
-        let excess = idle.len().saturating_sub(self.max_idle);
-        if excess == 0 {
+        let count = how_many(idle.len()).min(idle.len());
+        if count == 0 {
             return;
         }
-        let shed = (excess + self.max_idle / 16).min(idle.len());
-        if shed < idle.len() {
-            idle.select_nth_unstable_by_key(shed, |(since, _)| *since);
+        if count < idle.len() {
+            idle.select_nth_unstable_by_key(count, |(since, _)| *since);
         }
-        for (_, state) in &idle[..shed] {
+        for (_, state) in &idle[..count] {
             state.close_when_idle();
         }
         tracing::debug!(
-            closed = shed,
+            closed = count,
             max_idle_connections = self.max_idle,
             "closing the longest idle connections"
         );
@@ -167,6 +182,21 @@ mod tests {
         assert_eq!(connections.idle(), 32);
         drop(all);
         assert_eq!((connections.idle(), connections.count()), (0, 0));
+    }
+
+    #[test]
+    fn closing_for_room_takes_the_longest_idle_only() {
+        let connections = Connections::new(100);
+        let all: Vec<Registered> = (0..6).map(|_| connection(&connections)).collect();
+        for registered in &all[..5] {
+            registered.set_idle(true);
+        }
+        connections.close_longest_idle(2);
+        let closed: Vec<usize> = (0..6).filter(|&n| all[n].state.closing()).collect();
+        assert_eq!(closed, [0, 1]);
+        connections.close_longest_idle(10);
+        let closed: Vec<usize> = (0..6).filter(|&n| all[n].state.closing()).collect();
+        assert_eq!(closed, [0, 1, 2, 3, 4], "never a busy one");
     }
 
     #[test]
