@@ -29,7 +29,14 @@ pub fn answer(
     let head = as_read(&refusal);
     let mut record = Record::start(recorder.clone(), &head, connection.peer.addr);
     record.on_connection(connection);
-    if let Some(found) = router.route(head.uri().path()) {
+    // A target that could not be read, or is no path, routes nowhere.
+    if let Some(found) = refusal
+        .target
+        .as_ref()
+        .map(Uri::path)
+        .filter(|path| path.starts_with('/'))
+        .and_then(|path| router.route(path))
+    {
         record.served_by(found.target.served.clone());
     }
     let reply = match refusal.why {

@@ -104,7 +104,7 @@ fn refused_heads_get_json_a_request_id_a_close_and_one_line_each() {
         let line = line_of(&host, response.header("x-request-id").unwrap());
         assert_eq!(line["status"], *status);
         assert_eq!(line["level"], "warn");
-        assert_eq!(line["route"].as_str(), *route, "{line}");
+        assert_eq!(line["route"], route.unwrap_or(""), "{line}");
         match error {
             Some(error) => assert!(line["error"].as_str().unwrap().contains(error), "{line}"),
             None => assert!(line.get("error").is_none(), "{line}"),
@@ -349,10 +349,11 @@ fn a_large_body_streams_to_the_guest_under_the_same_limits() {
             "--request-body-timeout",
             "1s",
             "--request-body-min-rate",
-            "1KiB",
+            "1MiB",
         ],
     );
-    // Over the 64 KiB read ahead: the guest reads it as it comes.
+    // Over the 64 KiB read ahead: the guest reads it as it comes. 70 KiB
+    // earn 70 ms past the second; the rest never comes.
     let mut stream = slow_body(&host, "/chaos/echo", 200 * 1024);
     stream.write_all(&[b'x'; 70 * 1024]).unwrap();
     let mut client = RawClient::from_stream(stream, Duration::from_secs(30));

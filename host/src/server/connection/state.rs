@@ -78,9 +78,12 @@ impl ConnectionState {
         *lock(&self.refusal) = Some((number, refusal));
     }
 
-    /// Whether a request is being served or answered.
+    /// Whether a request is being served or answered, or a head handed to
+    /// hyper waits in hyper's buffer for its turn.
     pub(super) fn busy(&self) -> bool {
-        self.requests.load(Ordering::Relaxed) != self.finished.load(Ordering::Relaxed)
+        let requests = self.requests.load(Ordering::Relaxed);
+        requests != self.finished.load(Ordering::Relaxed)
+            || requests != self.heads.load(Ordering::Relaxed)
     }
 
     /// Says whether input is waiting to be handed to hyper.
@@ -186,4 +189,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_hyper_has_buffered_but_not_served_keeps_the_connection_busy() {
+        let state = ConnectionState::new(Peer::new("127.0.0.1:9".parse().unwrap()));
+        assert!(!state.busy());
+        // Two pipelined heads handed over; hyper serves the first.
+        state.head_passed();
+        state.head_passed();
+        let (first, _) = state.request_started();
+        state.request_finished();
+        assert!(state.busy(), "the second head waits in hyper's buffer");
+        assert!(!state.ends_after(first));
+        let (second, _) = state.request_started();
+        state.request_finished();
+        assert!(!state.busy());
+        state.close_when_idle();
+        assert!(state.ends_after(second));
+    }
 }
