@@ -3,6 +3,7 @@
 
 mod api;
 mod clients;
+mod crowds;
 mod hardening;
 mod host;
 mod k8s;
