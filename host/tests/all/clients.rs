@@ -641,3 +641,20 @@ fn refused_and_accepted_requests_on_many_connections_each_get_one_line() {
     let refused = lines.iter().filter(|l| l["status"] == 400).count();
     assert_eq!((lines.len(), refused), (80, 40));
 }
+
+#[test]
+fn a_deadline_passing_after_the_guest_answered_cuts_nothing() {
+    let app = AppDir::new(&registry_and_chaos_manifest());
+    let host = start(&app, &["--request-timeout", "1s"]);
+    // The guest answers at once and keeps a task running past the deadline
+    // (the instance may be ended for it; the answered request is not).
+    let reply = get(&host.url("/chaos/linger?ms=1500"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "lingering"));
+    std::thread::sleep(Duration::from_secs(2));
+    let lines = host.invocations();
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert_eq!(lines[0]["status"], 200);
+    assert!(lines[0].get("error").is_none(), "{}", lines[0]);
+    let failed = host.metric_sum("http_server_request_duration_seconds_count", "error_type=");
+    assert_eq!(failed, 0.0, "no request failed");
+}
