@@ -69,12 +69,19 @@ impl HeroId {
         )
     }
 
-    /// Parses the 26-character form; `None` for anything else.
+    /// Parses the canonical 26-character form; `None` for anything else.
+    ///
+    /// Only the form ids are written in names a hero: the decoder also takes
+    /// lowercase letters, and a first character above `7` (past 128 bits)
+    /// wraps around, so without the round trip one hero would have many
+    /// addresses.
     pub fn parse(text: &str) -> Option<Self> {
         if text.len() != ulid::ULID_LEN {
             return None;
         }
-        Ulid::from_string(text).ok().map(HeroId)
+        let id = Ulid::from_string(text).ok()?;
+        let mut canonical = [0u8; ulid::ULID_LEN];
+        (id.array_to_str(&mut canonical) == text).then_some(HeroId(id))
     }
 
     /// The key this hero is stored under.
@@ -512,6 +519,25 @@ mod tests {
             None,
             "U is not Crockford base32"
         );
+    }
+
+    #[test]
+    fn only_the_canonical_form_of_an_id_parses() {
+        let id = HeroId::generate(SystemTime::now()).to_string();
+        assert!(HeroId::parse(&id).is_some());
+        assert_eq!(HeroId::parse(&id.to_lowercase()), None, "lowercase");
+        // Past 128 bits: `8…` would decode to the same value as `0…`.
+        let overflowing = format!("8{}", &id[1..]);
+        assert_eq!(HeroId::parse(&overflowing), None, "{overflowing}");
+        assert_eq!(
+            HeroId::parse("7ZZZZZZZZZZZZZZZZZZZZZZZZZ")
+                .map(|i| i.to_string())
+                .as_deref(),
+            Some("7ZZZZZZZZZZZZZZZZZZZZZZZZZ"),
+            "the largest ULID"
+        );
+        assert_eq!(HeroId::parse("80000000000000000000000000"), None);
+        assert_eq!(HeroId::parse("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub struct UpArgs {
     #[arg(long, env = "HERO_HOST_MAX_REQUEST_BODY_SIZE", default_value = "1MiB", value_parser = parse_size)]
     pub max_request_body_size: u64,
 
-    /// Most request headers accepted (431 beyond).
+    /// Most request headers accepted (431 beyond); at most 256.
     #[arg(long, env = "HERO_HOST_MAX_REQUEST_HEADERS", default_value = "100")]
     pub max_request_headers: usize,
 
@@ -188,6 +188,31 @@ pub struct UpArgs {
     /// long an idle keep-alive connection stays open.
     #[arg(long, env = "HERO_HOST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Time a client has to send a request body once its head is in,
+    /// extended by a second for every --request-body-min-rate bytes it
+    /// sends; a client slower than that is answered 408. Bodies up to 64 KiB
+    /// are read before the request takes a slot or an instance, so a slow
+    /// client holds only its connection.
+    #[arg(long, env = "HERO_HOST_REQUEST_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
+
+    /// Bytes per second of request body that earn a client another second
+    /// (see --request-body-timeout); 0 gives every body a fixed time.
+    #[arg(long, env = "HERO_HOST_REQUEST_BODY_MIN_RATE", default_value = "500", value_parser = parse_size)]
+    pub request_body_min_rate: u64,
+
+    /// A response write that makes no progress for this long (the client
+    /// stopped reading) closes the connection; the request is logged with
+    /// what was handed over and `error_type` `write_timeout`.
+    #[arg(long, env = "HERO_HOST_RESPONSE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub response_write_timeout: Duration,
+
+    /// Connections waiting for a request (idle keep-alive, or new and silent)
+    /// kept open at once; past it the longest idle are closed, so that they
+    /// never crowd out active clients (the host holds 10,000 connections).
+    #[arg(long, env = "HERO_HOST_MAX_IDLE_CONNECTIONS", default_value = "1000")]
+    pub max_idle_connections: NonZeroU32,
 
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish
     /// before the host exits anyway.
@@ -337,6 +362,10 @@ mod tests {
         assert_eq!(up.request_timeout, Duration::from_secs(30));
         assert_eq!(up.max_instance_memory, 128 << 20);
         assert_eq!(up.max_instance_concurrent_reuse_count.get(), 16);
+        assert_eq!(up.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(up.request_body_min_rate, 500);
+        assert_eq!(up.response_write_timeout, Duration::from_secs(30));
+        assert_eq!(up.max_idle_connections.get(), 1000);
         assert_eq!(up.log_format, LogFormat::Json);
         assert!(up.metrics);
     }

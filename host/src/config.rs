@@ -12,9 +12,11 @@ use anyhow::{Context, anyhow, ensure};
 use crate::cli::UpArgs;
 use crate::manifest::Manifest;
 use crate::request::Limits;
+use crate::request::body::BodyTiming;
 use crate::runtime::Settings;
 use crate::runtime_config::RuntimeConfig;
 use crate::server::ConnectionLimits;
+use crate::server::connection::head::{HeadLimits, MAX_HEADERS_CEILING};
 use crate::telemetry::metrics::ServiceIdentity;
 use crate::variables::AppVariables;
 
@@ -79,16 +81,7 @@ impl HostConfig {
         )?;
         manifest.add_env(&args.env);
         let state_dir = state_dir(args.state_dir.as_deref(), &runtime_config, &manifest)?;
-        ensure!(
-            args.max_request_head_size <= MAX_HEAD_SIZE_CEILING,
-            "--max-request-head-size {} is over the largest supported head, {} bytes (64KiB)",
-            args.max_request_head_size,
-            MAX_HEAD_SIZE_CEILING
-        );
-        ensure!(
-            !args.header_read_timeout.is_zero() && !args.request_timeout.is_zero(),
-            "--header-read-timeout and --request-timeout must be above zero"
-        );
+        check_limits(&args)?;
         let max_concurrent_requests = args.max_concurrent_requests.get();
         let identity = ServiceIdentity {
             name: args
@@ -110,12 +103,21 @@ impl HostConfig {
                 max_request_body: args.max_request_body_size,
                 max_uri_length: usize::try_from(args.max_uri_length).unwrap_or(usize::MAX),
                 max_concurrent_requests: max_concurrent_requests as usize,
+                body_timing: BodyTiming {
+                    timeout: args.request_body_timeout,
+                    min_rate: args.request_body_min_rate,
+                },
             },
             connection_limits: ConnectionLimits {
                 header_read_timeout: args.header_read_timeout,
-                max_headers: args.max_request_headers,
-                max_head_size: args.max_request_head_size as usize,
+                head: HeadLimits {
+                    max_head_size: args.max_request_head_size as usize,
+                    max_headers: args.max_request_headers,
+                    max_body: args.max_request_body_size,
+                },
                 max_connections: MAX_CONNECTIONS,
+                max_idle_connections: args.max_idle_connections.get() as usize,
+                response_write_timeout: args.response_write_timeout,
             },
             manifest,
             runtime_config,
@@ -147,6 +149,31 @@ impl HostConfig {
         }
         Ok(())
     }
+}
+
+/// The limits no flag parser can check alone.
+fn check_limits(args: &UpArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.max_request_head_size <= MAX_HEAD_SIZE_CEILING,
+        "--max-request-head-size {} is over the largest supported head, {} bytes (64KiB)",
+        args.max_request_head_size,
+        MAX_HEAD_SIZE_CEILING
+    );
+    ensure!(
+        (1..=MAX_HEADERS_CEILING).contains(&args.max_request_headers),
+        "--max-request-headers {} must be between 1 and {MAX_HEADERS_CEILING}",
+        args.max_request_headers
+    );
+    let timeouts = [
+        ("--header-read-timeout", args.header_read_timeout),
+        ("--request-timeout", args.request_timeout),
+        ("--request-body-timeout", args.request_body_timeout),
+        ("--response-write-timeout", args.response_write_timeout),
+    ];
+    for (flag, timeout) in timeouts {
+        ensure!(!timeout.is_zero(), "{flag} must be above zero");
+    }
+    Ok(())
 }
 
 /// `--state-dir`, else the runtime config's `state_dir`, else `.spin` next to
@@ -221,7 +248,20 @@ source = "demo.wasm"
         assert_eq!(config.identity.instance_id, "pod-1");
         assert_eq!(config.runtime.max_instances, 1000 + SPARE_INSTANCES);
         assert_eq!(config.request_limits.max_uri_length, 8 * 1024);
-        assert_eq!(config.connection_limits.max_head_size, 64 * 1024);
+        assert_eq!(config.connection_limits.head.max_head_size, 64 * 1024);
+        assert_eq!(config.connection_limits.head.max_body, 1 << 20);
+        assert_eq!(config.connection_limits.max_idle_connections, 1000);
+        assert_eq!(
+            config.connection_limits.response_write_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            config.request_limits.body_timing,
+            BodyTiming {
+                timeout: Duration::from_secs(10),
+                min_rate: 500
+            }
+        );
         assert_eq!(config.connection_limits.max_connections, MAX_CONNECTIONS);
     }
 
@@ -276,8 +316,60 @@ source = "demo.wasm"
         let dir = tempfile::tempdir().unwrap();
         let error = config(dir.path(), &["--max-request-head-size", "65KiB"]).unwrap_err();
         assert!(format!("{error:#}").contains("64KiB"), "{error:#}");
-        let error = config(dir.path(), &["--request-timeout", "0s"]).unwrap_err();
-        assert!(format!("{error:#}").contains("above zero"), "{error:#}");
+        for flag in [
+            "--request-timeout",
+            "--header-read-timeout",
+            "--request-body-timeout",
+            "--response-write-timeout",
+        ] {
+            let error = config(dir.path(), &[flag, "0s"]).unwrap_err();
+            assert_eq!(format!("{error:#}"), format!("{flag} must be above zero"));
+        }
+    }
+
+    #[test]
+    fn refuses_more_than_256_headers_and_none() {
+        let dir = tempfile::tempdir().unwrap();
+        for count in ["0", "257"] {
+            let error = config(dir.path(), &["--max-request-headers", count]).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("between 1 and 256"),
+                "{error:#}"
+            );
+        }
+        let config = config(dir.path(), &["--max-request-headers", "256"]).unwrap();
+        assert_eq!(config.connection_limits.head.max_headers, 256);
+    }
+
+    #[test]
+    fn body_write_and_idle_limits_are_carried_in_their_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            dir.path(),
+            &[
+                "--request-body-timeout",
+                "3s",
+                "--request-body-min-rate",
+                "2KiB",
+                "--response-write-timeout",
+                "250ms",
+                "--max-idle-connections",
+                "5",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.request_limits.body_timing,
+            BodyTiming {
+                timeout: Duration::from_secs(3),
+                min_rate: 2048
+            }
+        );
+        assert_eq!(
+            config.connection_limits.response_write_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(config.connection_limits.max_idle_connections, 5);
     }
 
     #[test]

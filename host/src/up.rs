@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::UpArgs;
 use crate::config::{HostConfig, MAX_CONNECTIONS};
-use crate::kv::Stores;
+use crate::kv::{StoreError, Stores};
 use crate::request::{Recorder, RequestHandler, RouteTarget};
 use crate::routes::Router;
 use crate::runtime::{Environment, Runtime};
@@ -54,7 +54,13 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
         crate::builder::build(&config.manifest).map_err(Failure::Other)?;
     }
     config.check_sources().map_err(Failure::Config)?;
-    let stores = open_stores(&config).await.map_err(Failure::Config)?;
+    let stores = open_stores(&config).await.map_err(|error| {
+        if is_transient(&error) {
+            Failure::Other(error)
+        } else {
+            Failure::Config(error)
+        }
+    })?;
     let databases = crate::sqlite::open_for(&config).map_err(Failure::Config)?;
     crate::variables::log_origins(&config.variables);
     let metrics = Arc::new(Metrics::new(&config.identity, config.metrics).map_err(Failure::Other)?);
@@ -144,6 +150,16 @@ async fn open_stores(config: &HostConfig) -> anyhow::Result<Stores> {
         }
     }
     Ok(stores)
+}
+
+/// Whether opening the stores failed for a reason that may pass: a database
+/// another process kept locked past the wait, or a Redis server that did not
+/// answer a `--key-value` write. Worth a restart, not a configuration error.
+fn is_transient(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<StoreError>())
+        .any(|cause| cause.is_busy() || matches!(cause, StoreError::Redis(_)))
 }
 
 /// Compiles (or loads) and pre-instantiates every served component.

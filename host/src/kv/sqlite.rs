@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::{
@@ -29,6 +29,8 @@ use super::StoreError;
 
 /// How long opening a database waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest pause between attempts to open a locked database.
+const OPEN_MAX_PAUSE: Duration = Duration::from_millis(50);
 
 const SELECT: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2";
 const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
@@ -64,8 +66,10 @@ impl SqliteDb {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the directory {}", parent.display()))?;
         }
-        let connection = connect(Some(path))
-            .and_then(|c| prepare(&c, true).map(|()| c))
+        let connection = open_waiting(path)
+            // Typed, so that start-up can tell a lock held too long (worth
+            // retrying) from a bad path.
+            .map_err(StoreError::from)
             .with_context(|| {
                 format!("cannot open the SQLite key-value store {}", path.display())
             })?;
@@ -149,6 +153,35 @@ fn prepare(connection: &Connection, file: bool) -> rusqlite::Result<()> {
         [],
     )?;
     connection.busy_timeout(Duration::ZERO)
+}
+
+/// The first connection to a database file, [`prepare`]d, retried while
+/// another connection holds the lock (for up to [`BUSY_TIMEOUT`]): switching
+/// to WAL fails at once with `SQLITE_BUSY` when another connection is
+/// writing, without calling the busy handler, so two hosts creating one
+/// database at the same time would otherwise see "database is locked" at
+/// once.
+fn open_waiting(path: &Path) -> rusqlite::Result<Connection> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connect(Some(path)).and_then(|c| prepare(&c, true).map(|()| c)) {
+            Err(error) if is_busy(&error) && Instant::now() + pause < deadline => {
+                // Start-up: nothing is served yet, so blocking is fine.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(OPEN_MAX_PAUSE);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether another connection's lock refused `error`'s operation.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// One label's view of a [`SqliteDb`].
@@ -424,6 +457,50 @@ pub(crate) mod tests {
         holder.join().unwrap();
         assert_eq!(store.get("k").unwrap(), None);
         store.set("k", b"v").unwrap();
+    }
+
+    #[test]
+    fn opening_waits_for_another_connection_creating_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        // Another process creating the database, in its default (rollback)
+        // journal, holds the write lock: switching to WAL is refused with
+        // `SQLITE_BUSY` without the busy handler being called.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; CREATE TABLE other (x)")
+            .unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let started = Instant::now();
+        let db = SqliteDb::open(Some(&path)).expect("opened once the lock was released");
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+        releaser.join().unwrap();
+        SqliteStore::new(Arc::new(db), "default")
+            .set("k", b"v")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_past_the_wait_is_a_busy_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let started = Instant::now();
+        let error = SqliteDb::open(Some(&path)).err().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= BUSY_TIMEOUT - OPEN_MAX_PAUSE,
+            "{error:#} after {waited:?}"
+        );
+        let busy = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<StoreError>())
+            .any(StoreError::is_busy);
+        assert!(busy, "{error:#}");
     }
 
     #[test]

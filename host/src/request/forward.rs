@@ -1,14 +1,11 @@
 //! The request as the guest gets it: an absolute URI, the `spin-*` headers,
-//! the host's span in `traceparent`, no transport headers, and the body
-//! counted and limited.
-
-use std::sync::Arc;
+//! the host's span in `traceparent`, and no transport headers (its body is
+//! already counted and limited, see `body`).
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Uri};
 use wasmtime_wasi_http::WasiBody;
 
-use super::body::{BytesRead, RequestBody};
 use super::spin_headers::{self, RequestValues, RouteHeaders};
 use crate::runtime::RequestInfo;
 
@@ -24,16 +21,12 @@ pub struct Forwarding<'a> {
     pub client_addr: Option<&'a HeaderValue>,
     /// The request's identity and trace.
     pub info: &'a RequestInfo,
-    /// The body limit.
-    pub max_body: u64,
-    /// Counts the body bytes the guest reads.
-    pub request_bytes: Arc<BytesRead>,
 }
 
 /// The guest's request; fails (naming why) when the client's request cannot
 /// be expressed to the guest.
 pub fn guest_request(
-    request: Request<hyper::body::Incoming>,
+    request: Request<WasiBody>,
     forwarding: Forwarding<'_>,
 ) -> Result<Request<WasiBody>, &'static str> {
     let (mut parts, body) = request.into_parts();
@@ -66,6 +59,5 @@ pub fn guest_request(
         HeaderValue::from_bytes(forwarding.info.trace.traceparent().as_bytes())
             .map_err(|_| "invalid trace context")?,
     );
-    let body = RequestBody::new(body, forwarding.max_body, forwarding.request_bytes).boxed();
     Ok(Request::from_parts(parts, body))
 }

@@ -11,12 +11,14 @@
 //! - [`body`]: the body wrappers, which finish the record exactly once;
 //! - [`record`]: the record, which writes the invocation line and the metric
 //!   points, and frees the instance;
-//! - [`outcome`]: why a request failed, as types.
+//! - [`outcome`]: why a request failed, as types;
+//! - [`refused`]: the answer to a head the connection refused.
 
 pub mod body;
 pub mod forward;
 pub mod outcome;
 pub mod record;
+pub mod refused;
 pub mod reply;
 pub mod spin_headers;
 
@@ -25,11 +27,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use http::header::HeaderValue;
+use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use tokio::sync::Semaphore;
+use wasmtime_wasi_http::WasiBody;
 
-use self::body::ResponseBody;
+use self::body::{BodyFailure, BodyTiming, RequestBody, ResponseBody};
 use self::forward::{Forwarding, guest_request};
 use self::outcome::Failure;
 pub use self::record::{Record, Recorder, Served};
@@ -38,9 +41,15 @@ use self::spin_headers::RouteHeaders;
 use crate::manifest::HttpTrigger;
 use crate::routes::{DuplicateRoute, Router};
 use crate::runtime::Runtime;
+use crate::server::connection::ConnectionState;
+use crate::shutdown::Phase;
 
 /// Spin's health path, answered by the host.
 pub const HEALTH_PATH: &str = "/.well-known/spin/health";
+
+/// Bodies up to this size are read whole before the request takes a slot
+/// and an instance; larger ones stream to the guest.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// Limits applied before the guest runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +60,8 @@ pub struct Limits {
     pub max_uri_length: usize,
     /// Requests served at once (503 beyond).
     pub max_concurrent_requests: usize,
+    /// How long a body may take to arrive (408 beyond).
+    pub body_timing: BodyTiming,
 }
 
 /// What a route leads to: made once per route.
@@ -139,15 +150,33 @@ impl RequestHandler {
         &self.recorder
     }
 
-    /// Serves one request. Never fails: every failure is an HTTP response.
+    /// Serves one request that came on `connection`. Never fails: every
+    /// failure is an HTTP response.
     pub async fn serve(
         self: Arc<Self>,
-        peer: Peer,
+        connection: Arc<ConnectionState>,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Response<ResponseBody<Record>>, Infallible> {
-        let mut record = Record::start(self.recorder.clone(), &request, peer.addr);
-        let reply = self.respond(&mut record, &peer, request).await;
-        Ok(reply.into_response(record))
+        let (number, refusal) = connection.request_started();
+        if let Some(refusal) = refusal {
+            return Ok(refused::answer(
+                &self.router,
+                &self.recorder,
+                connection,
+                refusal,
+            ));
+        }
+        let mut record = Record::start(self.recorder.clone(), &request, connection.peer.addr);
+        record.on_connection(connection.clone());
+        let reply = self.respond(&mut record, &connection.peer, request).await;
+        let close = reply.closes_connection() || connection.ends_after(number);
+        let mut response = reply.into_response(record);
+        if close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(response)
     }
 
     async fn respond(
@@ -156,10 +185,6 @@ impl RequestHandler {
         peer: &Peer,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Reply {
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => record.hold_permit(permit),
-            Err(_) => return Reply::failed(record, Failure::Overloaded),
-        }
         let uri_length = request
             .uri()
             .path_and_query()
@@ -177,11 +202,18 @@ impl RequestHandler {
         };
         let target = found.target;
         record.served_by(target.served.clone());
-        // hyper has parsed and checked `Content-Length`; its exact size hint
-        // is that length (and there is none for a chunked body).
-        let announced = http_body::Body::size_hint(request.body()).exact();
-        if announced.is_some_and(|length| length > self.limits.max_request_body) {
-            return Reply::error(StatusCode::PAYLOAD_TOO_LARGE);
+        if self.recorder.shutdown.reached(Phase::Draining) {
+            return Reply::failed(record, Failure::ShuttingDown);
+        }
+        // The body first, then a slot: a slow client holds neither a slot
+        // nor an instance while it sends a small body.
+        let request = match self.read_body(record, request).await {
+            Ok(request) => request,
+            Err(reply) => return reply,
+        };
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => record.hold_permit(permit),
+            Err(_) => return Reply::failed(record, Failure::Overloaded),
         }
         let params: Vec<(&str, &str)> = found.params().collect();
         let forwarding = Forwarding {
@@ -190,8 +222,6 @@ impl RequestHandler {
             params: &params,
             client_addr: peer.header.as_ref(),
             info: record.info(),
-            max_body: self.limits.max_request_body,
-            request_bytes: record.request_bytes().clone(),
         };
         let guest_request = match guest_request(request, forwarding) {
             Ok(guest_request) => guest_request,
@@ -200,13 +230,41 @@ impl RequestHandler {
         let component = &self.runtime.components[target.component];
         let call = component.handle(record.info().clone(), guest_request).await;
         record.hold_instance(call.lease);
-        if record.request_bytes().get() > self.limits.max_request_body {
-            // The guest saw its body cut off at the limit; the client sees why.
+        // The guest saw its body cut off; the client sees why.
+        let body = record.request_bytes();
+        if body.get() > self.limits.max_request_body {
             return Reply::error(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        if body.timed_out() {
+            return Reply::failed(record, Failure::BodyTimedOut);
         }
         match call.result {
             Ok(response) => Reply::Guest(response),
             Err(failure) => Reply::failed(record, Failure::Guest(failure)),
+        }
+    }
+
+    /// The request with its body under the limits, read ahead when small.
+    async fn read_body(
+        &self,
+        record: &mut Record,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<http::Request<WasiBody>, Reply> {
+        let (parts, body) = request.into_parts();
+        let mut body = RequestBody::new(
+            body,
+            self.limits.max_request_body,
+            self.limits.body_timing,
+            record.request_bytes().clone(),
+        );
+        match body.read_ahead(READ_AHEAD).await {
+            Ok(()) => Ok(http::Request::from_parts(parts, body.boxed())),
+            Err(BodyFailure::TooLarge(_)) => Err(Reply::error(StatusCode::PAYLOAD_TOO_LARGE)),
+            Err(BodyFailure::TimedOut) => Err(Reply::failed(record, Failure::BodyTimedOut)),
+            Err(BodyFailure::Broken(_)) => Err(Reply::failed(
+                record,
+                Failure::Unforwardable("the request body broke off"),
+            )),
         }
     }
 }

@@ -26,6 +26,9 @@ pub enum ErrorType {
     ClientClosed,
     /// The response could not be sent whole.
     ResponseFailed,
+    /// The client stopped reading the response: writing it made no
+    /// progress for `--response-write-timeout`.
+    WriteTimeout,
     /// Cut off by the host's shutdown.
     Shutdown,
     /// A 5xx response with no more specific cause: its status code.
@@ -42,6 +45,7 @@ impl ErrorType {
             ErrorType::GuestError => "guest_error",
             ErrorType::ClientClosed => "client_closed",
             ErrorType::ResponseFailed => "response_failed",
+            ErrorType::WriteTimeout => "write_timeout",
             ErrorType::Shutdown => "shutdown",
             ErrorType::Status(status) => match status.as_u16() {
                 500 => "500",
@@ -73,13 +77,40 @@ pub enum ClientGone {
     BeforeEnd,
 }
 
-/// A request hyper refused before it could be served.
+/// A request head refused before it could be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
     /// The head was over the size or header-count limit: 431.
     HeadTooLarge,
     /// The head was not valid HTTP/1: 400.
     Invalid,
+    /// An HTTP/1.1 request without `Host`: 400 (RFC 9112, 3.2).
+    MissingHost,
+    /// More than one `Host` header: 400.
+    DuplicateHost,
+    /// A `Host` value that is not a host and port: 400.
+    InvalidHost,
+    /// A `Content-Length` that is not a number, or two that differ: 400.
+    ContentLength,
+    /// A `Transfer-Encoding` other than chunked, or on HTTP/1.0: 400.
+    TransferEncoding,
+}
+
+impl Malformed {
+    /// What the invocation line says.
+    fn text(self) -> &'static str {
+        match self {
+            Malformed::HeadTooLarge => "the head is over the size or header limit",
+            Malformed::Invalid => "not valid HTTP/1",
+            Malformed::MissingHost => "an HTTP/1.1 request without Host",
+            Malformed::DuplicateHost => "more than one Host header",
+            Malformed::InvalidHost => "the Host header is not a host and port",
+            Malformed::ContentLength => "an invalid or conflicting Content-Length",
+            Malformed::TransferEncoding => {
+                "a Transfer-Encoding other than chunked, or one on HTTP/1.0"
+            }
+        }
+    }
 }
 
 /// Why a request did not simply succeed: the invocation line's `error`.
@@ -105,6 +136,14 @@ pub enum Failure {
     ResponseFailed(String),
     /// Still running when the shutdown grace period ended.
     CutOff,
+    /// Received while the host was shutting down: answered 503 unserved.
+    ShuttingDown,
+    /// The body did not arrive in time (`--request-body-timeout` and
+    /// `--request-body-min-rate`): 408.
+    BodyTimedOut,
+    /// The client stopped reading: writing the response made no progress
+    /// for `--response-write-timeout`, and the connection was closed.
+    WriteStalled,
 }
 
 impl Failure {
@@ -123,28 +162,31 @@ impl Failure {
                 Some(ErrorType::ResponseFailed)
             }
             Failure::ClientGone(_) => Some(ErrorType::ClientClosed),
-            Failure::CutOff => Some(ErrorType::Shutdown),
+            Failure::WriteStalled => Some(ErrorType::WriteTimeout),
+            Failure::CutOff | Failure::ShuttingDown => Some(ErrorType::Shutdown),
             Failure::KeyValue(_)
             | Failure::Sqlite(_)
             | Failure::Unforwardable(_)
-            | Failure::Malformed(_) => None,
+            | Failure::Malformed(_)
+            | Failure::BodyTimedOut => None,
         }
     }
 
     /// The status the host answers with for this failure.
     pub fn status(&self) -> StatusCode {
         match self {
-            Failure::Overloaded | Failure::CutOff => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Overloaded | Failure::CutOff | Failure::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Failure::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             Failure::Guest(GuestFailure::NoInstance(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Guest(GuestFailure::DeadlineExceeded | GuestFailure::Interrupted) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Failure::Unforwardable(_) | Failure::Malformed(Malformed::Invalid) => {
-                StatusCode::BAD_REQUEST
-            }
             Failure::Malformed(Malformed::HeadTooLarge) => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
+            Failure::Unforwardable(_) | Failure::Malformed(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,12 +203,7 @@ impl fmt::Display for Failure {
             Failure::KeyValue(failure) => write!(f, "{failure}"),
             Failure::Sqlite(failure) => write!(f, "{failure}"),
             Failure::Unforwardable(why) => write!(f, "cannot forward the request: {why}"),
-            Failure::Malformed(Malformed::HeadTooLarge) => {
-                f.write_str("malformed request: the head is over the size or header limit")
-            }
-            Failure::Malformed(Malformed::Invalid) => {
-                f.write_str("malformed request: not valid HTTP/1")
-            }
+            Failure::Malformed(why) => write!(f, "malformed request: {}", why.text()),
             Failure::ClientGone(ClientGone::BeforeResponse) => {
                 f.write_str("client went away before the response")
             }
@@ -175,6 +212,17 @@ impl fmt::Display for Failure {
             }
             Failure::ResponseFailed(why) => write!(f, "response body failed: {why}"),
             Failure::CutOff => f.write_str("cut off at shutdown: the grace period elapsed"),
+            Failure::ShuttingDown => {
+                f.write_str("received while shutting down: answered without being served")
+            }
+            Failure::BodyTimedOut => f.write_str(
+                "the request body did not arrive in time (--request-body-timeout, \
+                 --request-body-min-rate)",
+            ),
+            Failure::WriteStalled => f.write_str(
+                "the client stopped reading: no progress writing the response for \
+                 --response-write-timeout",
+            ),
         }
     }
 }
@@ -221,6 +269,10 @@ mod tests {
                 false,
             ),
             (Failure::Unforwardable("bad header"), None, 400, false),
+            (Failure::Malformed(Malformed::MissingHost), None, 400, false),
+            (Failure::BodyTimedOut, None, 408, false),
+            (Failure::ShuttingDown, Some("shutdown"), 503, true),
+            (Failure::WriteStalled, Some("write_timeout"), 500, false),
         ];
         for (failure, label, status, is_failure) in cases {
             let error_type = failure.error_type();

@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::body::{BytesRead, Finish};
 use super::outcome::{ClientGone, ErrorType, Failure, Malformed};
 use crate::runtime::{InstanceLease, RequestInfo};
+use crate::server::connection::ConnectionState;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::{Invocation, LogSink, level_of};
 use crate::telemetry::metrics::{InvocationCounts, Metrics, RequestRecord, normalize_method};
@@ -62,6 +63,12 @@ pub struct Record {
     failure: Option<Failure>,
     lease: Option<InstanceLease>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The connection it came on, which holds the record of a response
+    /// handed over whole until it is written to the socket.
+    connection: Option<Arc<ConnectionState>>,
+    /// Body bytes handed over, and whether the instance was reused, kept
+    /// while the record waits for its response to be written.
+    handed_over: Option<(u64, Option<bool>)>,
     /// Counted in `http_server_active_requests` (requests refused by hyper
     /// never were).
     counted: bool,
@@ -95,6 +102,8 @@ impl Record {
             failure: None,
             lease: None,
             permit: None,
+            connection: None,
+            handed_over: None,
             counted: true,
             done: false,
         }
@@ -121,6 +130,8 @@ impl Record {
             failure: Some(failure),
             lease: None,
             permit: None,
+            connection: None,
+            handed_over: None,
             counted: false,
             done: false,
         };
@@ -162,15 +173,41 @@ impl Record {
         self.status = status;
     }
 
+    /// The connection the request came on.
+    pub fn on_connection(&mut self, connection: Arc<ConnectionState>) {
+        self.connection = Some(connection);
+    }
+
+    /// Its response, handed over whole, has been written to the socket.
+    pub fn delivered(mut self) {
+        let (sent, _) = self.handed_over.unwrap_or_default();
+        let duration = self.started.elapsed();
+        self.complete(sent, None, duration);
+    }
+
+    /// Its response, handed over whole, was never written to the socket.
+    pub fn undelivered(mut self, failure: Failure) {
+        let (sent, _) = self.handed_over.unwrap_or_default();
+        let duration = self.started.elapsed();
+        self.complete(sent, Some(failure), duration);
+    }
+
     /// Writes the line and the metric points, once.
     fn complete(&mut self, sent: u64, ending: Option<Failure>, duration: Duration) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let reused = self.lease.as_ref().and_then(InstanceLease::reused);
+        let reused = match self.handed_over {
+            Some((_, reused)) => reused,
+            None => self.lease.as_ref().and_then(InstanceLease::reused),
+        };
         // Free the instance first: the next request may take it at once.
         drop(self.lease.take());
+        let stalled = self.connection.as_ref().is_some_and(|c| c.write_stalled());
         let ending = match ending {
+            Some(Failure::ClientGone(ClientGone::BeforeEnd)) if stalled => {
+                Some(Failure::WriteStalled)
+            }
             Some(Failure::ClientGone(_)) if self.recorder.shutdown.reached(Phase::CuttingOff) => {
                 if self.status == CLIENT_CLOSED_REQUEST {
                     self.status = StatusCode::SERVICE_UNAVAILABLE;
@@ -196,6 +233,9 @@ impl Record {
         self.log(sent, duration, reused, error_type);
         self.measure(sent, duration, reused, error_type);
         self.permit = None;
+        if let Some(connection) = self.connection.take() {
+            connection.request_finished();
+        }
     }
 
     fn log(&self, sent: u64, duration: Duration, reused: Option<bool>, error: Option<ErrorType>) {
@@ -256,6 +296,18 @@ impl Record {
 
 impl Finish for Record {
     fn finish(mut self, sent: u64, ending: Option<Failure>) {
+        if ending.is_none()
+            && let Some(connection) = self.connection.clone()
+        {
+            // Handed over whole: the guest and the request slot are free
+            // now, the line waits until the response is on the socket (a
+            // client that stops reading is logged as such, not as served).
+            self.handed_over = Some((sent, self.lease.as_ref().and_then(InstanceLease::reused)));
+            drop(self.lease.take());
+            self.permit = None;
+            connection.hold_until_flushed(self);
+            return;
+        }
         let duration = self.started.elapsed();
         self.complete(sent, ending, duration);
     }

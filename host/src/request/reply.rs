@@ -31,6 +31,10 @@ impl Reply {
         let body: &'static [u8] = match status {
             StatusCode::NOT_FOUND => br#"{"detail":"Not Found"}"#,
             StatusCode::BAD_REQUEST => br#"{"detail":"Bad Request"}"#,
+            StatusCode::REQUEST_TIMEOUT => br#"{"detail":"Request Timeout"}"#,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                br#"{"detail":"Request Header Fields Too Large"}"#
+            }
             StatusCode::PAYLOAD_TOO_LARGE => br#"{"detail":"Request body too large"}"#,
             StatusCode::URI_TOO_LONG => br#"{"detail":"URI Too Long"}"#,
             StatusCode::SERVICE_UNAVAILABLE => br#"{"detail":"Service Unavailable"}"#,
@@ -49,6 +53,19 @@ impl Reply {
         let status = failure.status();
         record.fail(failure);
         Self::error(status)
+    }
+
+    /// Whether the connection must close after this answer: the request's
+    /// body may be left unread (too large, too slow), so the next request
+    /// could not be told from it.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Reply::Host {
+                status: StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT,
+                ..
+            }
+        )
     }
 
     /// A plain-text answer.

@@ -3,19 +3,20 @@
 //! follow the host's one [`Shutdown`].
 
 pub mod admin;
-pub mod linger;
+pub mod connection;
 pub mod listener;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use self::linger::LingeringStream;
+use self::connection::head::HeadLimits;
+use self::connection::registry::Connections;
+use self::connection::{ConnectionIo, ConnectionState};
 use self::listener::Listener;
 use crate::request::outcome::Malformed;
 use crate::request::{Peer, Record, Recorder, RequestHandler};
@@ -26,21 +27,28 @@ use crate::shutdown::{Phase, Shutdown};
 pub struct ConnectionLimits {
     /// Time allowed to send a request head; also bounds keep-alive idling.
     pub header_read_timeout: Duration,
-    /// Most headers in a request (431 beyond).
-    pub max_headers: usize,
-    /// Largest request head (431 beyond).
-    pub max_head_size: usize,
+    /// What a request head may be (431, 400, 413 beyond).
+    pub head: HeadLimits,
     /// Connections open at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Connections idle at once; past it the longest idle are closed.
+    pub max_idle_connections: usize,
+    /// A write that makes no progress for this long ends the connection.
+    pub response_write_timeout: Duration,
 }
+
+/// Idle connections closed each time accepting runs out of descriptors.
+const RELIEF: usize = 16;
 
 /// How long cut-off connection tasks get to record their requests.
 const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
 
 /// Serves the public listener until shutdown starts draining, then stops
-/// accepting, lets in-flight requests finish and closes keep-alive
-/// connections, waiting at most `grace` before cutting off what still runs.
-/// Returns whether every connection closed in time.
+/// accepting and lets every connection finish: requests already received
+/// are served (those that arrive now are answered 503), and each connection
+/// closes once it has nothing left to answer. Waits at most `grace` before
+/// cutting off what still runs. Returns whether every connection closed in
+/// time.
 pub async fn serve_public(
     listener: TcpListener,
     handler: Arc<RequestHandler>,
@@ -52,14 +60,17 @@ pub async fn serve_public(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        // The head is measured exactly as parsed; the buffer may hold more.
-        .max_header_size(limits.max_head_size)
-        .max_buf_size(limits.max_head_size.max(8192))
+        .max_headers(limits.head.max_headers)
+        // Heads reach hyper only whole and checked (see `connection`); these
+        // are the same limits, for the record.
+        .max_header_size(limits.head.max_head_size)
+        .max_buf_size(limits.head.max_head_size.max(8192))
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let mut listener = Listener::new(listener, "public");
+    let connections = Connections::new(limits.max_idle_connections);
+    let relieved = connections.clone();
+    let mut listener =
+        Listener::new(listener, "public").relieved_by(move || relieved.close_longest_idle(RELIEF));
     // The connection tasks, to cut off those still open when the grace ends.
     let mut tasks = JoinSet::new();
     let draining = shutdown.wait_for(Phase::Draining);
@@ -75,12 +86,17 @@ pub async fn serve_public(
             accepted = listener.accept() => accepted,
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer::new(client);
+        let state = Arc::new(ConnectionState::new(Peer::new(client)));
+        let io = ConnectionIo::new(
+            stream,
+            connections.register(state.clone()),
+            limits.head,
+            limits.response_write_timeout,
+        );
         let served = handler.clone();
         let service =
-            hyper::service::service_fn(move |request| served.clone().serve(peer.clone(), request));
-        let connection = graceful
-            .watch(builder.serve_connection(TokioIo::new(LingeringStream::new(stream)), service));
+            hyper::service::service_fn(move |request| served.clone().serve(state.clone(), request));
+        let connection = builder.serve_connection(TokioIo::new(io), service);
         let recorder = handler.recorder().clone();
         tasks.spawn(async move {
             if let Err(error) = connection.await {
@@ -90,57 +106,60 @@ pub async fn serve_public(
         });
     }
     drop(listener);
-    drain(graceful, tasks, shutdown, grace).await
+    connections.close_all_when_idle();
+    drain(&connections, tasks, shutdown, grace).await
 }
 
 /// Waits for open connections to finish, up to `grace`; then cuts off what
 /// is left (each cut request is logged as such) and says whether all closed.
 async fn drain(
-    graceful: GracefulShutdown,
+    connections: &Connections,
     mut tasks: JoinSet<()>,
     shutdown: &Shutdown,
     grace: Duration,
 ) -> bool {
     tracing::info!(
-        open_connections = graceful.count(),
+        open_connections = connections.count(),
+        idle_connections = connections.idle(),
         "stopped accepting connections; draining"
     );
     let started = Instant::now();
-    tokio::select! {
-        () = graceful.shutdown() => {
-            tracing::info!(took_ms = started.elapsed().as_millis() as u64, "all connections closed");
-            true
-        }
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                open_connections = tasks.len(),
-                "shutdown grace period elapsed; cutting off the requests still in flight"
-            );
-            // Dropping a connection's task ends its request with a 503 line
-            // (`error_type` shutdown), before the host says it stopped.
-            shutdown.advance(Phase::CuttingOff);
-            tasks.abort_all();
-            let _ = tokio::time::timeout(CUT_OFF_WAIT, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
-            false
-        }
+    let all_closed =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_ok();
+    if all_closed {
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "all connections closed"
+        );
+        return true;
     }
+    tracing::warn!(
+        grace_ms = grace.as_millis() as u64,
+        open_connections = tasks.len(),
+        "shutdown grace period elapsed; cutting off the requests still in flight"
+    );
+    // Dropping a connection's task ends its request with a 503 line
+    // (`error_type` shutdown), before the host says it stopped.
+    shutdown.advance(Phase::CuttingOff);
+    tasks.abort_all();
+    let _ = tokio::time::timeout(CUT_OFF_WAIT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    false
 }
 
-/// A connection ended in error. A malformed request still gets its one
-/// invocation line (hyper has answered it already: 400 or 431); slow or
-/// vanished clients are only worth a debug line.
+/// A connection ended in error. A head hyper refused (which the connection's
+/// own checks should have refused first) still gets its one invocation line
+/// (hyper has answered it already: 400 or 431); slow or vanished clients are
+/// only worth a debug line.
 fn connection_failed(recorder: Arc<Recorder>, client: std::net::SocketAddr, error: &hyper::Error) {
     if !error.is_parse() {
         tracing::debug!(client = %client, error = %error, "connection closed");
         return;
     }
-    // The head limit is at most 64 KiB (see `config`), so a URI over hyper's
-    // own limit (64 KiB less 2 bytes) is in a head over ours: hyper answers
-    // 431 for it, never 414.
     let malformed = if error.is_parse_too_large() {
         Malformed::HeadTooLarge
     } else {

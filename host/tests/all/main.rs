@@ -2,6 +2,8 @@
 //! over real HTTP. One test binary, as wasmtime does it.
 
 mod api;
+mod clients;
+mod crowds;
 mod data_model;
 mod hardening;
 mod host;
@@ -9,4 +11,5 @@ mod k8s;
 mod observability;
 mod reuse;
 mod spin_apps;
+mod startup;
 mod support;

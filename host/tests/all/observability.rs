@@ -272,6 +272,9 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
             _ => "info",
         };
         assert_eq!(line["level"], expected_level, "{line}");
+        if status < 400 {
+            assert!(line.get("error").is_none(), "served, no error: {line}");
+        }
     }
     assert_eq!(by_status.values().sum::<usize>(), 1000);
     assert_eq!(

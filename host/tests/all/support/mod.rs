@@ -1,11 +1,13 @@
 //! Test support, by job: the applications tests run (`apps`), the host
-//! process under test (`process`), HTTP from the client's side (`http`), and
-//! the real servers tests talk to (`prometheus`, `redis`).
+//! process under test (`process`), HTTP from the client's side (`http`, and
+//! `raw` for what a well-behaved client never does), and the real servers
+//! tests talk to (`prometheus`, `redis`).
 
 mod apps;
 mod http;
 mod process;
 mod prometheus;
+mod raw;
 mod redis;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ pub use self::apps::*;
 pub use self::http::*;
 pub use self::process::*;
 pub use self::prometheus::*;
+pub use self::raw::*;
 pub use self::redis::*;
 
 /// Polls `done` every 5 ms until it holds; fails naming `what` after
