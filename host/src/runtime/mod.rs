@@ -17,6 +17,7 @@ pub mod engine;
 pub mod guest_clock;
 pub mod instance;
 pub mod invocation;
+mod outbound_span;
 pub mod outcome;
 pub mod output;
 pub mod state;
@@ -93,6 +94,9 @@ pub struct Environment<'a> {
     /// The host's shutdown: instances cancelled once it has stopped are
     /// retired quietly, not reported as failures.
     pub shutdown: &'a Shutdown,
+    /// Whether tracing is on (host calls then look for their request's
+    /// spans).
+    pub traced: bool,
 }
 
 /// The runtime: every served component, ready to handle requests.
@@ -158,12 +162,14 @@ impl Runtime {
 fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     // WASIp2 (Rust std uses it in both kinds of component), wasi:http 0.2
-    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value.
+    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value,
+    // wasi:otel.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     crate::kv::host::add_to_linker(&mut linker)?;
+    crate::otel::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -173,7 +179,10 @@ fn http_pre(
     compiled: &wasmtime::component::Component,
 ) -> anyhow::Result<(ProxyPre<HostState>, WasiVersion)> {
     let instance_pre = linker.instantiate_pre(compiled).map_err(|e| {
-        anyhow!("{e}: hero-host provides WASI 0.2 and 0.3, wasi:http and spin:key-value@3.0.0")
+        anyhow!(
+            "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, spin:key-value@3.0.0 \
+             and wasi:otel@0.2.0-rc.2"
+        )
     })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
         Ok(p3) => Ok((ProxyPre::P3(p3), WasiVersion::P3)),
@@ -224,6 +233,7 @@ impl ComponentRuntime {
             memory: memory.clone(),
             wasm_time_nanos: wasm_time.clone(),
             next_instance: AtomicU64::new(0),
+            traced: environment.traced,
         });
         let runtime = ComponentRuntime {
             invocations: metrics.invocation_counts(&id),

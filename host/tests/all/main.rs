@@ -8,3 +8,4 @@ mod k8s;
 mod observability;
 mod reuse;
 mod support;
+mod traces;
