@@ -18,6 +18,7 @@ use crate::runtime_config::RuntimeConfig;
 use crate::server::ConnectionLimits;
 use crate::server::connection::head::{HeadLimits, MAX_HEADERS_CEILING};
 use crate::telemetry::metrics::ServiceIdentity;
+use crate::telemetry::traces::{TraceExport, config as otel};
 use crate::variables::AppVariables;
 
 /// Connections the public listener holds open at once.
@@ -64,11 +65,25 @@ pub struct HostConfig {
     pub identity: ServiceIdentity,
     /// Whether metrics are recorded.
     pub metrics: bool,
+    /// Where traces go, when the `OTEL_*` variables turn tracing on.
+    pub traces: Option<TraceExport>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, for the traces' resource.
+    pub resource_attributes: Vec<(String, String)>,
 }
 
 impl HostConfig {
-    /// Loads and checks everything the flags name.
+    /// Loads and checks everything the flags and the `OTEL_*` variables of
+    /// the process environment name.
     pub fn from_args(args: UpArgs) -> anyhow::Result<Self> {
+        Self::from_args_and_env(args, |name| std::env::var(name).ok())
+    }
+
+    /// As [`HostConfig::from_args`], reading variables through `env`.
+    pub fn from_args_and_env(
+        args: UpArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let otel = otel::from_env(env)?;
         let mut manifest = Manifest::load(&args.manifest.path)?;
         let runtime_config = match &args.runtime_config_file {
             Some(path) => RuntimeConfig::load(path)?,
@@ -83,12 +98,21 @@ impl HostConfig {
         let state_dir = state_dir(args.state_dir.as_deref(), &runtime_config, &manifest)?;
         check_limits(&args)?;
         let max_concurrent_requests = args.max_concurrent_requests.get();
+        let resource_instance = otel
+            .resource
+            .iter()
+            .find(|(key, _)| key == "service.instance.id")
+            .map(|(_, value)| value.clone());
         let identity = ServiceIdentity {
             name: args
                 .service_name
+                .or(otel.service_name)
                 .unwrap_or_else(|| manifest.application.name.clone()),
             version: manifest.application.version.clone(),
-            instance_id: args.service_instance_id.unwrap_or_else(host_name),
+            instance_id: args
+                .service_instance_id
+                .or(resource_instance)
+                .unwrap_or_else(host_name),
         };
         Ok(HostConfig {
             runtime: Settings {
@@ -131,6 +155,8 @@ impl HostConfig {
             shutdown_grace: args.shutdown_grace,
             identity,
             metrics: args.metrics,
+            traces: otel.traces,
+            resource_attributes: otel.resource,
         })
     }
 
@@ -227,6 +253,15 @@ source = "demo.wasm"
 
     /// An app directory holding the manifest, and `up` flags for it.
     fn config(dir: &Path, flags: &[&str]) -> anyhow::Result<HostConfig> {
+        config_with_env(dir, flags, &[])
+    }
+
+    /// As [`config`], with these variables as the environment.
+    fn config_with_env(
+        dir: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<HostConfig> {
         std::fs::write(dir.join("spin.toml"), MANIFEST).unwrap();
         let manifest = dir.join("spin.toml");
         let mut argv = vec!["hero-host", "up", "-f", manifest.to_str().unwrap()];
@@ -234,7 +269,11 @@ source = "demo.wasm"
         let Command::Up(args) = Cli::try_parse_from(argv)?.command else {
             unreachable!("parsed `up`")
         };
-        HostConfig::from_args(*args)
+        HostConfig::from_args_and_env(*args, |name| {
+            env.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
@@ -370,6 +409,63 @@ source = "demo.wasm"
             Duration::from_millis(250)
         );
         assert_eq!(config.connection_limits.max_idle_connections, 5);
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_otlp_endpoint_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[]).unwrap();
+        assert!(config.traces.is_none());
+        let config = config_with_env(
+            dir.path(),
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+            ],
+        )
+        .unwrap();
+        let traces = config.traces.expect("tracing on");
+        assert_eq!(traces.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(traces.sampler.ratio, 0.1);
+    }
+
+    #[test]
+    fn the_service_name_flag_beats_otel_service_name_which_beats_the_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("OTEL_SERVICE_NAME", "from-otel"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.instance.id=pod-7,team=x",
+            ),
+        ];
+        let config = config_with_env(dir.path(), &[], &env).unwrap();
+        assert_eq!(config.identity.name, "from-otel");
+        assert_eq!(config.identity.instance_id, "pod-7");
+        assert_eq!(config.resource_attributes.len(), 2);
+        let flagged = config_with_env(dir.path(), &["--service-name", "flag"], &env).unwrap();
+        assert_eq!(flagged.identity.name, "flag");
+    }
+
+    #[test]
+    fn bad_otel_variables_are_configuration_errors_naming_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = config_with_env(
+            dir.path(),
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_TRACES_SAMPLER_ARG", "lots"),
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with("OTEL_TRACES_SAMPLER_ARG=\"lots\""),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod config;
 mod fd_limit;
 mod kv;
 mod manifest;
+mod otel;
 mod outbound;
 mod request;
 mod routes;

@@ -18,6 +18,7 @@ use crate::server::serve_public;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::LogSink;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Traces;
 
 /// Why `up` stopped early, and the exit code that says so.
 #[derive(Debug)]
@@ -70,14 +71,24 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
         "Log lines dropped because stdout could not keep up.",
         move || counted.dropped_lines(),
     );
+    let traces = start_traces(&config).map_err(Failure::Config)?;
+    traces.observe(&metrics);
     let shutdown = Shutdown::new();
-    let runtime = load_runtime(&config, (&stores, &databases), &logs, &metrics, &shutdown)?;
+    let runtime = load_runtime(
+        &config,
+        (&stores, &databases),
+        &logs,
+        &metrics,
+        &shutdown,
+        traces.is_on(),
+    )?;
     let router = route_table(&config, &runtime).map_err(Failure::Config)?;
     let (public, admin) = bind(&config).await.map_err(Failure::Other)?;
     let recorder = Arc::new(Recorder {
         metrics: metrics.clone(),
         logs,
         shutdown: shutdown.clone(),
+        traces: traces.clone(),
     });
     let handler = Arc::new(RequestHandler::new(
         router,
@@ -105,8 +116,31 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
     shutdown.advance(Phase::Stopped);
     let _ = admin_task.await;
     metrics.shutdown();
+    // The last spans, without holding up the exit for long.
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown(TRACES_SHUTDOWN)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the exit waits for the last spans to reach the collector.
+const TRACES_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Starts exporting traces when the `OTEL_*` variables ask for it, and says
+/// where they go.
+fn start_traces(config: &HostConfig) -> anyhow::Result<Traces> {
+    let Some(export) = &config.traces else {
+        return Ok(Traces::off());
+    };
+    let traces = Traces::start(export, &config.identity, &config.resource_attributes)?;
+    tracing::info!(
+        endpoint = export.endpoint.as_str(),
+        protocol = export.protocol.name(),
+        sampler_ratio = export.sampler.ratio,
+        parent_based = export.sampler.parent_based,
+        queue_size = export.queue_size,
+        "exporting traces"
+    );
+    Ok(traces)
 }
 
 /// Opens the key-value stores the served components use, says where they
@@ -169,6 +203,7 @@ fn load_runtime(
     logs: &LogSink,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
+    traced: bool,
 ) -> Result<Runtime, Failure> {
     let served: Vec<_> = config.manifest.served_components().collect();
     let environment = Environment {
@@ -179,6 +214,7 @@ fn load_runtime(
         logs,
         metrics,
         shutdown,
+        traced,
     };
     let runtime =
         Runtime::new(&served, config.runtime.clone(), &environment).map_err(Failure::Config)?;

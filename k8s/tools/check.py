@@ -42,6 +42,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chart  # noqa: E402
 import logging_model  # noqa: E402
+import tracing  # noqa: E402
 import wiring  # noqa: E402
 
 K8S = Path(__file__).resolve().parent.parent
@@ -521,9 +522,11 @@ def check_policies(renders: dict[str, list[dict]]) -> None:
         report(name, wiring.check_wiring(docs, known_metric))
         if name != "base":
             report(name, wiring.check_namespaces(docs))
+        report(name, tracing.check_env(docs))
         if name.startswith(("overlays/", "chart/")):
             check_monitoring(name, docs)
             check_logging(name, docs)
+            report(name, tracing.check_links(docs, json.loads(DASHBOARD.read_text())))
     # Labels on Redis must not be app=hero-registry (the Service would
     # route API traffic to it, and Loki would mix its lines in).
     for name, docs in renders.items():

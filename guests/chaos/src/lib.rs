@@ -27,6 +27,126 @@
 //! - `/headers`: answers with the request's headers, one `name: value` a line.
 //! - `/env`: answers with the environment the guest sees, one `K=V` a line.
 //! - `/fs`: tries to read `/etc/hostname` and says what happened.
+//! - `/otel?url=U`: telemetry through `wasi:otel`: asks the host for its
+//!   span, starts a guest span `chaos.work` under it, sets the key `otel` in
+//!   the `default` store and, with `url`, sends a GET to U while the span is
+//!   open; emits a log record, ends the span, and answers with the host
+//!   span's trace and span ids and the guest span's id, space-separated.
+
+#[cfg(target_arch = "wasm32")]
+mod otel {
+    spin_sdk::wit_bindgen::generate!({
+        runtime_path: "spin_sdk::wit_bindgen::rt",
+        inline: "
+            package chaos:otel;
+            world otel {
+                import wasi:clocks/wall-clock@0.2.0;
+                import wasi:otel/tracing@0.2.0-rc.2;
+                import wasi:otel/logs@0.2.0-rc.2;
+            }
+        ",
+        path: [
+            "../../host/wit/deps/io@0.2.0",
+            "../../host/wit/deps/clocks@0.2.0",
+            "../../host/wit/deps/otel@0.2.0-rc.2",
+        ],
+        generate_all,
+    });
+
+    use self::wasi::clocks::wall_clock;
+    use self::wasi::otel::types::{InstrumentationScope, KeyValue};
+    use self::wasi::otel::{logs, tracing};
+
+    /// A span the guest has started, to end later.
+    pub struct GuestSpan {
+        outer: tracing::SpanContext,
+        context: tracing::SpanContext,
+        started: wall_clock::Datetime,
+    }
+
+    impl GuestSpan {
+        /// Starts a span under the host's.
+        pub fn start() -> Self {
+            let outer = tracing::outer_span_context();
+            let started = wall_clock::now();
+            // Unique enough for a test guest, never zero.
+            let id = (started.seconds << 30) ^ u64::from(started.nanoseconds) | 1;
+            let context = tracing::SpanContext {
+                span_id: format!("{id:016x}"),
+                is_remote: false,
+                ..outer.clone()
+            };
+            tracing::on_start(&context);
+            GuestSpan {
+                outer,
+                context,
+                started,
+            }
+        }
+
+        /// The host span's trace and span ids, and the guest span's id.
+        pub fn ids(&self) -> String {
+            format!(
+                "{} {} {}",
+                self.outer.trace_id, self.outer.span_id, self.context.span_id
+            )
+        }
+
+        /// Emits a log record naming this span.
+        pub fn log(&self, message: &str) {
+            logs::on_emit(&logs::LogRecord {
+                timestamp: Some(wall_clock::now()),
+                observed_timestamp: None,
+                severity_text: Some("WARN".into()),
+                severity_number: Some(13),
+                body: Some(format!("{message:?}")),
+                attributes: Some(vec![KeyValue {
+                    key: "hero".into(),
+                    value: "\"deadpond\"".into(),
+                }]),
+                event_name: Some("chaos.otel".into()),
+                resource: None,
+                instrumentation_scope: None,
+                trace_id: Some(self.context.trace_id.clone()),
+                span_id: Some(self.context.span_id.clone()),
+                trace_flags: Some(self.context.trace_flags),
+            });
+        }
+
+        /// Ends the span.
+        pub fn end(self) {
+            let now = wall_clock::now();
+            tracing::on_end(&tracing::SpanData {
+                span_context: self.context,
+                parent_span_id: self.outer.span_id,
+                span_kind: tracing::SpanKind::Internal,
+                name: "chaos.work".into(),
+                start_time: self.started,
+                end_time: now,
+                attributes: vec![KeyValue {
+                    key: "chaos.step".into(),
+                    value: "\"otel\"".into(),
+                }],
+                events: vec![tracing::Event {
+                    name: "halfway".into(),
+                    time: now,
+                    attributes: Vec::new(),
+                }],
+                links: Vec::new(),
+                status: tracing::Status::Ok,
+                instrumentation_scope: InstrumentationScope {
+                    name: "chaos".into(),
+                    version: Some("1".into()),
+                    schema_url: None,
+                    attributes: Vec::new(),
+                },
+                dropped_attributes: 0,
+                dropped_events: 0,
+                dropped_links: 0,
+            });
+        }
+    }
+}
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -258,6 +378,19 @@ mod component {
                     .map(|(k, v)| format!("{k}={v}\n"))
                     .collect(),
             ),
+            "otel" => {
+                let span = crate::otel::GuestSpan::start();
+                if let Ok(store) = spin_sdk::key_value::Store::open("default").await {
+                    let _ = store.set("otel", b"1").await;
+                }
+                if let Some(url) = param(&query, "url") {
+                    let _ = spin_sdk::http::get(url).await;
+                }
+                span.log("guest says hi");
+                let ids = span.ids();
+                span.end();
+                reply(StatusCode::OK, ids)
+            }
             "fs" => match std::fs::read_to_string("/etc/hostname") {
                 Ok(text) => reply(StatusCode::OK, format!("read: {text}")),
                 Err(error) => reply(StatusCode::FORBIDDEN, format!("no filesystem: {error}")),

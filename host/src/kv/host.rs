@@ -22,8 +22,11 @@ use wasmtime::component::{
     ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
 };
 
+use opentelemetry::trace::SpanKind;
+
 use super::{KeyValueFailure, KeyValueFailures, LabeledStore, StoreError, Stores, WriterId};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{ChildSpan, SpanParent};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -246,9 +249,12 @@ pub async fn timed<R>(
         failures,
         caller,
     } = context;
+    let backend = store.backend.kind();
+    let span = failures
+        .span_parent(caller)
+        .map(|parent| operation_span(&parent, &store, operation));
     let started = Instant::now();
     let result = run(&store).await;
-    let backend = store.backend.kind();
     metrics.key_value_operation(
         &store.label,
         backend,
@@ -256,6 +262,13 @@ pub async fn timed<R>(
         result.is_ok(),
         started.elapsed(),
     );
+    if let Some(mut span) = span {
+        if let Err(error) = &result {
+            let kind = if error.is_busy() { "busy" } else { "_OTHER" };
+            span.fail(kind, error.to_string());
+        }
+        span.end();
+    }
     result.map_err(|error| {
         tracing::warn!(store = &*store.label, backend, operation, error = %error, "key-value operation failed");
         failures.failed(caller, KeyValueFailure {
@@ -271,6 +284,22 @@ pub async fn timed<R>(
             }
         })
     })
+}
+
+/// The span of one operation (a client span, as Spin names it).
+fn operation_span(parent: &SpanParent, store: &LabeledStore, operation: &'static str) -> ChildSpan {
+    let backend = store.backend.kind();
+    parent.start(
+        format!("spin_key_value.{operation}"),
+        SpanKind::Client,
+        vec![
+            opentelemetry::KeyValue::new("key_value.store", store.label.clone()),
+            opentelemetry::KeyValue::new("key_value.backend", backend),
+            opentelemetry::KeyValue::new("key_value.operation", operation),
+            opentelemetry::KeyValue::new("db.system.name", backend),
+            opentelemetry::KeyValue::new("db.operation.name", operation),
+        ],
+    )
 }
 
 impl bindings::Host for KeyValueView<'_> {

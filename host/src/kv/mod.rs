@@ -106,6 +106,11 @@ pub trait KeyValueFailures: Send + Sync {
     fn caller(&self) -> WriterId;
     /// An operation `caller` started failed.
     fn failed(&self, caller: WriterId, failure: KeyValueFailure);
+    /// Where the span of an operation `caller` starts goes, when its request
+    /// is traced and sampled.
+    fn span_parent(&self, _caller: WriterId) -> Option<crate::telemetry::traces::SpanParent> {
+        None
+    }
 }
 
 /// One label's backend.

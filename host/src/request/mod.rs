@@ -34,7 +34,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use self::body::{BodyFailure, BodyTiming, RequestBody, ResponseBody};
 use self::forward::{Forwarding, guest_request};
-use self::outcome::Failure;
+use self::outcome::{ErrorType, Failure};
 pub use self::record::{Record, Recorder, Served};
 use self::reply::Reply;
 use self::spin_headers::RouteHeaders;
@@ -228,8 +228,19 @@ impl RequestHandler {
             Err(why) => return Reply::failed(record, Failure::Unforwardable(why)),
         };
         let component = &self.runtime.components[target.component];
+        let span = record
+            .info()
+            .spans()
+            .and_then(|s| s.start_call(&component.id));
         let call = component.handle(record.info().clone(), guest_request).await;
         record.hold_instance(call.lease);
+        if let (Some(mut span), Err(failure)) = (span, &call.result) {
+            let error_type = Failure::Guest(failure.clone()).error_type();
+            span.fail(
+                error_type.map_or("_OTHER", ErrorType::as_str),
+                failure.to_string(),
+            );
+        }
         // The guest saw its body cut off; the client sees why.
         let body = record.request_bytes();
         if body.get() > self.limits.max_request_body {

@@ -18,8 +18,10 @@ use crate::runtime::{InstanceLease, RequestInfo};
 use crate::server::connection::ConnectionState;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::{Invocation, LogSink, level_of};
+use crate::telemetry::metrics::exemplars::ExemplarIds;
 use crate::telemetry::metrics::{InvocationCounts, Metrics, RequestRecord, normalize_method};
 use crate::telemetry::trace::{TraceContext, new_request_id};
+use crate::telemetry::traces::{ServerEnd, ServerSpan, Traces};
 
 /// Status logged for a request whose client left before any response.
 const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
@@ -36,6 +38,8 @@ pub struct Recorder {
     /// The host's shutdown (a request abandoned while the host cuts requests
     /// off was cut off, not left by its client).
     pub shutdown: Shutdown,
+    /// Spans, when tracing is on.
+    pub traces: Traces,
 }
 
 /// The route and component that served a request: made once per route.
@@ -53,6 +57,8 @@ pub struct Record {
     recorder: Arc<Recorder>,
     started: Instant,
     info: Arc<RequestInfo>,
+    /// The server span, when tracing is on.
+    span: Option<Box<ServerSpan>>,
     method: Method,
     uri: Uri,
     client: SocketAddr,
@@ -83,15 +89,23 @@ impl Record {
         client: SocketAddr,
     ) -> Self {
         let headers = request.headers();
-        let trace =
-            TraceContext::from_traceparent(headers.get("traceparent").map(HeaderValue::as_bytes));
-        recorder
-            .metrics
-            .request_started(normalize_method(request.method()));
+        let method = normalize_method(request.method());
+        let (trace, span, spans) = match recorder.traces.start_request(request, method, client) {
+            Some(traced) => (traced.context, Some(traced.server), Some(traced.spans)),
+            None => (
+                TraceContext::from_traceparent(
+                    headers.get("traceparent").map(HeaderValue::as_bytes),
+                ),
+                None,
+                None,
+            ),
+        };
+        recorder.metrics.request_started(method);
         Record {
             recorder,
             started: Instant::now(),
-            info: Arc::new(RequestInfo::new(new_request_id(), trace)),
+            info: Arc::new(RequestInfo::new(new_request_id(), trace, spans)),
+            span,
             method: request.method().clone(),
             uri: request.uri().clone(),
             client,
@@ -119,7 +133,9 @@ impl Record {
             info: Arc::new(RequestInfo::new(
                 new_request_id(),
                 TraceContext::from_traceparent(None),
+                None,
             )),
+            span: None,
             method: Method::default(),
             uri: Uri::default(),
             client,
@@ -232,10 +248,28 @@ impl Record {
             .then_some(ErrorType::Status(self.status)));
         self.log(sent, duration, reused, error_type);
         self.measure(sent, duration, reused, error_type);
+        self.end_span(error_type);
         self.permit = None;
         if let Some(connection) = self.connection.take() {
             connection.request_finished();
         }
+    }
+
+    /// Ends the server span, when tracing is on.
+    fn end_span(&mut self, error_type: Option<ErrorType>) {
+        let Some(span) = self.span.take() else {
+            return;
+        };
+        let reason = self.failure.as_ref().map(Failure::to_string);
+        span.end(&ServerEnd {
+            method: normalize_method(&self.method),
+            route: self.served.as_ref().map(|s| &*s.route),
+            component: self.served.as_ref().map(|s| &*s.component),
+            status: self.status.as_u16(),
+            error_type: error_type.map(ErrorType::as_str),
+            failed: error_type.is_some_and(ErrorType::is_failure) || self.status.is_server_error(),
+            failure: reason.as_deref(),
+        });
     }
 
     fn log(&self, sent: u64, duration: Duration, reused: Option<bool>, error: Option<ErrorType>) {
@@ -282,6 +316,11 @@ impl Record {
             duration,
             request_bytes: self.request_bytes.get(),
             response_bytes: sent,
+            // A traced, sampled request: its trace can be found.
+            exemplar: (self.span.is_some() && self.info.trace.sampled).then_some(ExemplarIds {
+                trace_id: self.info.trace.trace_id,
+                span_id: self.info.trace.span_id,
+            }),
         };
         if self.counted {
             metrics.request_finished(&record);
@@ -357,6 +396,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(&identity, true).unwrap()),
             logs: logs.sink.clone(),
             shutdown: Shutdown::new(),
+            traces: Traces::off(),
         })
     }
 

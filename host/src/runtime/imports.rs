@@ -25,6 +25,10 @@ const PROVIDED: &[&str] = &[
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",
+    "wasi:otel/types@0.2.0-rc.2",
+    "wasi:otel/tracing@0.2.0-rc.2",
+    "wasi:otel/logs@0.2.0-rc.2",
+    "wasi:otel/metrics@0.2.0-rc.2",
     "fermyon:spin/key-value@2.",
     "fermyon:spin/variables@2.",
     "fermyon:spin/sqlite@2.",
@@ -46,6 +50,7 @@ fn provided(import: &str) -> bool {
         && (!import.starts_with("wasi:")
             || import.starts_with("wasi:config/")
             || import.starts_with("wasi:keyvalue/")
+            || import.starts_with("wasi:otel/")
             || wasi_version_provided(import))
 }
 
@@ -106,6 +111,7 @@ mod tests {
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "fermyon:spin/sqlite@2.0.0",
             "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:otel/tracing@0.2.0-rc.2",
         ] {
             assert!(provided(import), "{import}");
         }

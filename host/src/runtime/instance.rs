@@ -22,6 +22,7 @@ use super::output::LineSplitter;
 use crate::kv::{KeyValueFailure, KeyValueFailures, WriterId};
 use crate::sqlite::{SqliteFailure, SqliteFailures};
 use crate::telemetry::logs::{GuestOrigin, GuestStream, GuestWriter, LogSink, Outside};
+use crate::telemetry::traces::SpanParent;
 
 /// Per-instance state shared between its store and the host.
 pub struct InstanceShared {
@@ -29,6 +30,8 @@ pub struct InstanceShared {
     pub id: u64,
     component: Arc<str>,
     logs: LogSink,
+    /// Whether tracing is on: host calls then look for their request's spans.
+    traced: bool,
     /// Requests started so far.
     started: AtomicU64,
     /// Requests started and whose response has not ended yet.
@@ -50,12 +53,13 @@ pub struct InstanceShared {
 }
 
 impl InstanceShared {
-    /// State for a new instance of `component`.
-    pub fn new(id: u64, component: Arc<str>, logs: LogSink) -> Self {
+    /// State for a new instance of `component`; `traced` when tracing is on.
+    pub fn new(id: u64, component: Arc<str>, logs: LogSink, traced: bool) -> Self {
         InstanceShared {
             id,
             component,
             logs,
+            traced,
             started: AtomicU64::new(0),
             in_flight: Mutex::new(Vec::new()),
             in_flight_count: AtomicUsize::new(0),
@@ -146,6 +150,38 @@ impl InstanceShared {
     /// Whether the memory limit ever refused to grow the guest's memory.
     pub fn ran_out_of_memory(&self) -> bool {
         self.memory_refusals.load(Ordering::Relaxed) > 0
+    }
+
+    /// The component's id.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// Where its lines go.
+    pub fn logs(&self) -> &LogSink {
+        &self.logs
+    }
+
+    /// The request whose task is calling the host now, or why there is none.
+    pub fn calling(&self) -> Result<Arc<RequestInfo>, Outside> {
+        match self.writer.get() {
+            Writer::Request(number) => self.request(number).ok_or(Outside::AfterResponse),
+            Writer::Outside(outside) => Err(outside),
+        }
+    }
+
+    /// The request whose task is calling the host now, if any.
+    pub fn calling_request(&self) -> Option<Arc<RequestInfo>> {
+        self.calling().ok()
+    }
+
+    /// The calling request, when tracing is on (no lookup when it is off).
+    pub fn traced_request(&self) -> Option<Arc<RequestInfo>> {
+        if self.traced {
+            self.calling_request()
+        } else {
+            None
+        }
     }
 
     /// The request in flight with `number`, if its response has not ended.
@@ -251,6 +287,14 @@ impl KeyValueFailures for InstanceShared {
         if let Some(request) = caller.0.and_then(|number| self.request(number)) {
             request.key_value_failed(failure);
         }
+    }
+
+    fn span_parent(&self, caller: WriterId) -> Option<SpanParent> {
+        if !self.traced {
+            return None;
+        }
+        let request = caller.0.and_then(|number| self.request(number))?;
+        request.spans()?.parent()
     }
 }
 

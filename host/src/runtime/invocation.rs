@@ -20,6 +20,7 @@ use crate::kv::KeyValueFailure;
 use crate::sqlite::SqliteFailure;
 use crate::telemetry::logs::GuestStream;
 use crate::telemetry::trace::{RequestId, TraceContext};
+use crate::telemetry::traces::RequestSpans;
 
 /// How long to wait for a failed instance to say why it failed.
 const OUTCOME_WAIT: Duration = Duration::from_millis(200);
@@ -35,6 +36,8 @@ pub struct RequestInfo {
     pub request_id: RequestId,
     /// Its trace and span.
     pub trace: TraceContext,
+    /// Its spans, when tracing is on.
+    spans: Option<Box<RequestSpans>>,
     assignment: OnceLock<Assignment>,
     /// `WAITING`, then `STARTED` on an instance, then `RELEASED`; or straight
     /// to `RELEASED` when the caller gave up before it started.
@@ -62,11 +65,16 @@ pub struct Assignment {
 }
 
 impl RequestInfo {
-    /// A request not yet given to an instance.
-    pub fn new(request_id: RequestId, trace: TraceContext) -> Self {
+    /// A request not yet given to an instance; `spans` when tracing is on.
+    pub fn new(
+        request_id: RequestId,
+        trace: TraceContext,
+        spans: Option<Box<RequestSpans>>,
+    ) -> Self {
         RequestInfo {
             request_id,
             trace,
+            spans,
             assignment: OnceLock::new(),
             state: AtomicU8::new(WAITING),
             timed_out: AtomicBool::new(false),
@@ -75,6 +83,11 @@ impl RequestInfo {
             output: Mutex::default(),
             sqlite_failure: OnceLock::new(),
         }
+    }
+
+    /// Its spans, when tracing is on.
+    pub fn spans(&self) -> Option<&RequestSpans> {
+        self.spans.as_deref()
     }
 
     /// The instance it ran on, once it started.

@@ -19,6 +19,7 @@ pub mod guest_clock;
 mod imports;
 pub mod instance;
 pub mod invocation;
+mod outbound_span;
 pub mod outcome;
 pub mod output;
 pub mod state;
@@ -103,6 +104,9 @@ pub struct Environment<'a> {
     /// The host's shutdown: instances cancelled once it has stopped are
     /// retired quietly, not reported as failures.
     pub shutdown: &'a Shutdown,
+    /// Whether tracing is on (host calls then look for their request's
+    /// spans).
+    pub traced: bool,
 }
 
 /// The runtime: every served component, ready to handle requests.
@@ -175,8 +179,8 @@ impl Runtime {
 fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     // WASIp2 (Rust std uses it in both kinds of component), wasi:http 0.2
-    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value and
-    // wasi:keyvalue.
+    // types and outgoing handler, WASIp3 and wasi:http 0.3, Spin key-value,
+    // wasi:keyvalue, wasi:otel.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
@@ -188,6 +192,7 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     crate::sqlite::host::add_to_linker(&mut linker)?;
     crate::spin_v2::add_to_linker(&mut linker)?;
     crate::kv::wasi_keyvalue::add_to_linker(&mut linker)?;
+    crate::otel::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -202,7 +207,7 @@ fn http_pre(
             Some(unsupported) => anyhow!("it {unsupported}"),
             None => anyhow!(
                 "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
-                 variables and SQLite interfaces, and wasi:keyvalue@0.2.0-draft2 (store, atomics, batch)"
+                 variables and SQLite interfaces, wasi:keyvalue@0.2.0-draft2 (store, atomics, batch) and wasi:otel@0.2.0-rc.2"
             ),
         })?;
     match wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
@@ -262,6 +267,7 @@ impl ComponentRuntime {
             memory: memory.clone(),
             wasm_time_nanos: wasm_time.clone(),
             next_instance: AtomicU64::new(0),
+            traced: environment.traced,
         });
         let runtime = ComponentRuntime {
             invocations: metrics.invocation_counts(&id),

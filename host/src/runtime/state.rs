@@ -12,9 +12,11 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 
 use super::attribution::TaskTable;
 use super::instance::InstanceShared;
+use super::outbound_span;
 use super::output::GuestOutput;
 use crate::capabilities::InstanceCapabilities;
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
+use crate::otel::{OtelHostView, OtelView};
 use crate::outbound::{self, OutboundRule};
 use crate::sqlite::ctx::{SqliteHostView, SqliteView};
 use crate::telemetry::logs::GuestStream;
@@ -134,6 +136,14 @@ impl SqliteHostView for HostState {
     }
 }
 
+impl OtelHostView for HostState {
+    fn otel(&mut self) -> OtelView<'_> {
+        OtelView {
+            instance: &self.instance,
+        }
+    }
+}
+
 /// The per-instance memory limit; also keeps the component's memory gauge
 /// (linear memory held by its live instances) up to date.
 pub struct MemoryLimiter {
@@ -197,16 +207,28 @@ impl Drop for MemoryLimiter {
     }
 }
 
-/// The wasi:http hooks: outbound requests only to `allowed_outbound_hosts`.
+/// The wasi:http hooks: outbound requests only to `allowed_outbound_hosts`,
+/// each a client span of its request when traced, with the trace context in
+/// `traceparent`.
 pub struct OutboundHooks {
     component: Arc<str>,
     rules: Arc<[OutboundRule]>,
+    instance: Arc<InstanceShared>,
 }
 
 impl OutboundHooks {
-    /// Hooks enforcing `rules` for `component`.
-    pub fn new(component: Arc<str>, rules: Arc<[OutboundRule]>) -> Self {
-        OutboundHooks { component, rules }
+    /// Hooks enforcing `rules` for `component`, whose requests run on
+    /// `instance`.
+    pub fn new(
+        component: Arc<str>,
+        rules: Arc<[OutboundRule]>,
+        instance: Arc<InstanceShared>,
+    ) -> Self {
+        OutboundHooks {
+            component,
+            rules,
+            instance,
+        }
     }
 }
 
@@ -236,9 +258,18 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let mut request = request;
+        let span = self
+            .instance
+            .traced_request()
+            .and_then(|caller| outbound_span::start(&caller, &mut request));
         Box::new(async move {
             use http_body_util::BodyExt as _;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            if let Some(span) = span {
+                outbound_span::end(span, &sent);
+            }
+            let (response, io) = sent?;
             Ok((
                 response.map(|body| body.boxed_unsync()),
                 Box::new(io) as IoFuture,

@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use opentelemetry::KeyValue;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{CallHook, Engine, Store, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi_http::handler::{
@@ -41,6 +42,8 @@ pub(super) struct ComponentShared {
     pub memory: Arc<AtomicI64>,
     pub wasm_time_nanos: Arc<AtomicU64>,
     pub next_instance: AtomicU64,
+    /// Whether tracing is on.
+    pub traced: bool,
 }
 
 impl ComponentShared {
@@ -76,7 +79,7 @@ impl ComponentHost {
         let state = HostState::new(
             instance.clone(),
             &shared.environment,
-            OutboundHooks::new(shared.id.clone(), shared.outbound.clone()),
+            OutboundHooks::new(shared.id.clone(), shared.outbound.clone(), instance.clone()),
             kv,
             shared.capabilities.instance(instance.clone()),
             MemoryLimiter::new(
@@ -161,11 +164,13 @@ impl HandlerState for ComponentHost {
             id,
             shared.id.clone(),
             shared.logs.clone(),
+            shared.traced,
         ));
         let mut store = self.new_store(instance.clone());
-        let started = Instant::now();
+        let (started, began) = (Instant::now(), SystemTime::now());
         let proxy = self.pre.instantiate_async(&mut store).await?;
-        shared.metrics.instantiated(&shared.id, started.elapsed());
+        let took = started.elapsed();
+        shared.metrics.instantiated(&shared.id, took);
         Ok(Instance {
             store,
             proxy,
@@ -181,6 +186,7 @@ impl HandlerState for ComponentHost {
             state: Worker {
                 instance,
                 component: shared.clone(),
+                instantiated: (began, began + took),
             },
         })
     }
@@ -242,6 +248,9 @@ impl Drop for UntilAnswered {
 pub(super) struct Worker {
     instance: Arc<InstanceShared>,
     component: Arc<ComponentShared>,
+    /// When the instance was made: the first request it serves waited for
+    /// that, and its trace shows it.
+    instantiated: (SystemTime, SystemTime),
 }
 
 impl WorkerState for Worker {
@@ -273,6 +282,20 @@ impl WorkerState for Worker {
         let state = store.data_mut();
         self.component.report_wasm_time(state);
         let number = self.instance.start(request.clone());
+        if number == 1
+            && let Some(spans) = request.spans()
+        {
+            let (began, ended) = self.instantiated;
+            spans.record_past(
+                format!("instantiate {}", self.component.id),
+                began,
+                ended,
+                vec![
+                    KeyValue::new("spin.component", self.component.id.clone()),
+                    KeyValue::new("wasm.instance.id", self.instance.id as i64),
+                ],
+            );
+        }
         state
             .tasks
             .started(task, number, Instant::now() + timeout, request.clone());

@@ -81,7 +81,9 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
         .map_err(|e| anyhow::anyhow!("starting the log writer thread: {e}"))?;
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {filter:?}: {e}"))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(not_export_noise));
     match format {
         LogFormat::Json | LogFormat::Off => registry
             .with(
@@ -100,6 +102,13 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<(LogSink, LogGuar
     }
     .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
     Ok((LogSink { writer, format }, guard))
+}
+
+/// Whether an event is not one the OpenTelemetry SDK logs per failed trace
+/// export or dropped span: the trace pipeline counts those in metrics and
+/// reports them at most once a minute itself.
+fn not_export_noise(event: &tracing::Metadata<'_>) -> bool {
+    !(event.target().starts_with("opentelemetry") && event.name().starts_with("BatchSpanProcessor"))
 }
 
 #[cfg(test)]
@@ -159,7 +168,7 @@ pub fn level_of(status: u16) -> &'static str {
 
 impl LogSink {
     /// Formats a JSON line in this thread's buffer and queues it.
-    fn write_json(
+    pub(super) fn write_json(
         &self,
         at: SystemTime,
         level: &str,
@@ -311,9 +320,21 @@ impl LogSink {
     }
 }
 
+impl LogSink {
+    /// The line format.
+    pub(super) fn format(&self) -> LogFormat {
+        self.format
+    }
+
+    /// Queues a line already formatted.
+    pub(super) fn push(&self, line: &[u8]) {
+        self.writer.push(line);
+    }
+}
+
 /// Fields the host writes on guest lines; a guest field of the same name is
 /// kept as `guest_<name>`.
-const RESERVED_FIELDS: &[&str] = &[
+pub(super) const RESERVED_FIELDS: &[&str] = &[
     "timestamp",
     "level",
     "target",
@@ -405,7 +426,7 @@ fn parse_object(text: &[u8]) -> Option<serde_json::Map<String, serde_json::Value
 }
 
 /// Our level names for the usual spellings; `None` for anything else.
-fn normalize_level(level: &str) -> Option<&'static str> {
+pub(super) fn normalize_level(level: &str) -> Option<&'static str> {
     const SPELLINGS: [(&str, &str); 12] = [
         ("trace", "debug"),
         ("debug", "debug"),

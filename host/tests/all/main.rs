@@ -13,3 +13,4 @@ mod reuse;
 mod spin_apps;
 mod startup;
 mod support;
+mod traces;

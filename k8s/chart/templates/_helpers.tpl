@@ -91,3 +91,41 @@ runtime-config.toml for hero-host: the same files as the kustomize layout
 {{- $parts := (urlParse .Values.logging.lokiUrl).host | splitList ":" -}}
 {{- if gt (len $parts) 1 -}}{{ last $parts }}{{- else if eq (urlParse .Values.logging.lokiUrl).scheme "https" -}}443{{- else -}}80{{- end -}}
 {{- end -}}
+
+{{/*
+The OTEL_* variables of tracing (k8s/components/tracing/deployment-patch.yaml),
+checked as hero-host checks them at start.
+*/}}
+{{- define "hero-registry.tracingEnv" -}}
+{{- $t := .Values.tracing -}}
+{{- if not (has $t.protocol (list "http/protobuf" "grpc")) -}}
+{{- fail (printf "tracing.protocol must be http/protobuf or grpc, not %q" $t.protocol) -}}
+{{- end -}}
+{{- if not (hasPrefix "http://" $t.endpoint) -}}
+{{- fail (printf "tracing.endpoint must be an http:// URL (a collector in the cluster), not %q" $t.endpoint) -}}
+{{- end -}}
+{{- $samplers := list "always_on" "always_off" "traceidratio" "parentbased_always_on" "parentbased_always_off" "parentbased_traceidratio" -}}
+{{- if not (has $t.sampler $samplers) -}}
+{{- fail (printf "tracing.sampler must be one of %s, not %q" (join ", " $samplers) $t.sampler) -}}
+{{- end -}}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+{{- if ne $t.protocol "http/protobuf" }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $t.protocol | quote }}
+{{- end }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $t.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $t.samplerArg | quote }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: k8s.pod.name=$(K8S_POD_NAME),k8s.namespace.name=$(K8S_NAMESPACE_NAME)
+{{- end -}}

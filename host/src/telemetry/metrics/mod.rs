@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use opentelemetry::KeyValue;
@@ -19,8 +19,14 @@ use prometheus::{Encoder, TextEncoder};
 
 use self::counts::{ActiveRequests, RegisteredInvocations};
 pub use self::counts::{InvocationCounts, normalize_method};
+use self::exemplars::{ExemplarIds, Exemplars};
 
 mod counts;
+pub mod exemplars;
+pub mod openmetrics;
+
+/// The family that carries exemplars in the OpenMetrics exposition.
+const REQUEST_DURATION_FAMILY: &str = "http_server_request_duration_seconds";
 
 /// Seconds buckets the HTTP semantic conventions advise.
 const DURATION_BUCKETS: &[f64] = &[
@@ -60,6 +66,7 @@ pub struct Metrics {
     invocations: RegisteredInvocations,
     guest_traps: Counter<u64>,
     kv_duration: Histogram<f64>,
+    exemplars: Exemplars,
 }
 
 /// What one finished HTTP request records.
@@ -80,6 +87,8 @@ pub struct RequestRecord<'a> {
     pub request_bytes: u64,
     /// Response body bytes written.
     pub response_bytes: u64,
+    /// The trace of a sampled request, kept as the exemplar of its bucket.
+    pub exemplar: Option<ExemplarIds>,
 }
 
 /// The `http_route` value when no route matched: one series for all
@@ -128,6 +137,7 @@ impl Metrics {
         counts::observe_invocations(meter, invocations.clone());
         Metrics {
             enabled,
+            exemplars: Exemplars::new(DURATION_BUCKETS),
             active_requests,
             invocations,
             request_duration: meter
@@ -227,6 +237,9 @@ impl Metrics {
         };
         self.request_duration
             .record(record.duration.as_secs_f64(), attributes);
+        if let Some(ids) = record.exemplar {
+            self.exemplars.record(record, ids, SystemTime::now());
+        }
         self.request_body_size
             .record(record.request_bytes, attributes);
         self.response_body_size
@@ -361,6 +374,22 @@ impl Metrics {
         Ok(text)
     }
 
+    /// The OpenMetrics 1.0 exposition, with exemplars on the request-duration
+    /// buckets.
+    pub fn encode_openmetrics(&self) -> Vec<u8> {
+        let mut text = Vec::with_capacity(16 * 1024);
+        let exemplars = self.exemplars.snapshot();
+        openmetrics::encode(
+            &self.registry.gather(),
+            &openmetrics::ExemplarSource {
+                family: REQUEST_DURATION_FAMILY,
+                exemplars: &exemplars,
+            },
+            &mut text,
+        );
+        text
+    }
+
     /// Flushes and stops the meter provider.
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
@@ -399,6 +428,7 @@ mod tests {
             duration: Duration::from_millis(3),
             request_bytes: 0,
             response_bytes: 120,
+            exemplar: None,
         });
         m.instantiated(&component, Duration::from_micros(50));
         m.invoked(&m.invocation_counts(&component), true);
@@ -478,6 +508,7 @@ mod tests {
             duration: Duration::ZERO,
             request_bytes: 0,
             response_bytes: 0,
+            exemplar: None,
         });
         let text = text(&m);
         assert!(
@@ -505,6 +536,7 @@ mod tests {
                 duration: Duration::from_millis(1),
                 request_bytes: 0,
                 response_bytes: 10,
+                exemplar: None,
             });
         }
         let text = text(&m);

@@ -1,10 +1,11 @@
 //! Test support, by job: the applications tests run (`apps`), the host
 //! process under test (`process`), HTTP from the client's side (`http`, and
-//! `raw` for what a well-behaved client never does), and the real servers
-//! tests talk to (`prometheus`, `redis`).
+//! `raw` for what a well-behaved client never does), the real servers tests
+//! talk to (`prometheus`, `redis`), and an OTLP receiver (`otlp`).
 
 mod apps;
 mod http;
+mod otlp;
 mod process;
 mod prometheus;
 mod raw;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use self::apps::*;
 pub use self::http::*;
+pub use self::otlp::*;
 pub use self::process::*;
 pub use self::prometheus::*;
 pub use self::raw::*;

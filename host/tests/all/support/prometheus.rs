@@ -34,6 +34,12 @@ impl Prometheus {
     /// Starts Prometheus with the configuration `config` returns; it is given
     /// Prometheus's own directory, for files the configuration refers to.
     pub fn with_config(config: impl FnOnce(&Path) -> String) -> Self {
+        Self::with_config_and_flags(config, &[])
+    }
+
+    /// As [`Prometheus::with_config`], with command-line flags added (such as
+    /// `--enable-feature=exemplar-storage`).
+    pub fn with_config_and_flags(config: impl FnOnce(&Path) -> String, flags: &[&str]) -> Self {
         let binary = tool("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config_file = dir.path().join("prometheus.yml");
@@ -47,6 +53,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
