@@ -331,3 +331,30 @@ fn requests_are_answered_while_sqlite_statements_wait_on_a_held_lock() {
         assert_eq!(reply.status, 201, "{}", reply.body);
     }
 }
+
+/// `-e KEY=VALUE` reaches every component, as `spin up -e` does, winning
+/// over the component's own `environment`, whose other entries stay.
+#[test]
+fn env_flags_reach_the_guest_and_win_over_its_environment() {
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "env"
+[[trigger.http]]
+route = "/..."
+component = "chaos"
+[component.chaos]
+source = "{}"
+environment = {{ GREETING = "hi", KEEP = "kept" }}
+"#,
+        crate::support::wasm("chaos").display()
+    );
+    let app = AppDir::new(&manifest);
+    let host = crate::support::start(&app, &["-e", "GREETING=override", "--env", "EXTRA=a=b"]);
+    let env = get(&host.url("/env"));
+    assert_eq!(env.status, 200, "{}", env.body);
+    let mut lines: Vec<&str> = env.body.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["EXTRA=a=b", "GREETING=override", "KEEP=kept"]);
+}
