@@ -74,7 +74,9 @@ pub struct UpArgs {
     pub admin_listen: SocketAddr,
 
     /// Spin runtime configuration (TOML): key-value backends such as
-    /// `[key_value_store.default] type = "redis" url = "redis://..."`.
+    /// `[key_value_store.default] type = "redis" url = "redis://..."`,
+    /// SQLite databases (`[sqlite_database.<label>]`) and variables
+    /// providers (`[[variables_provider]]`, type `env` or `static`).
     #[arg(long, env = "HERO_HOST_RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
 

@@ -34,15 +34,23 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         )
         .context("adapting its WASI preview 1 imports")?
         .encode()
-        .context("turning the core module into a component")
+        .context(
+            "turning the core module into a component (modules built with spin-sdk 2 or \
+             later are supported; Spin 1 modules, whose imports have no component type, are not)",
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A core module with no component type: what a Spin 1 module is.
+    /// A core module with no component type.
     const BARE_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    /// A core module as Spin 1 builds them: an import (`spin-config`'s
+    /// `get-config`, a `func()`) that no component type describes.
+    const SPIN_1_MODULE: &[u8] =
+        b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x02\x1a\x01\x0bspin-config\x0aget-config\0\0";
 
     #[test]
     fn tells_core_modules_from_components() {
@@ -53,7 +61,7 @@ mod tests {
 
     #[test]
     fn a_module_without_a_component_type_is_refused_with_the_reason() {
-        let error = format!("{:#}", componentize(BARE_MODULE).unwrap_err());
+        let error = format!("{:#}", componentize(SPIN_1_MODULE).unwrap_err());
         assert!(error.contains("spin-sdk 2 or later"), "{error}");
     }
 }

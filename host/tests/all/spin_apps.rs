@@ -285,3 +285,76 @@ fn a_component_importing_an_unprovided_spin_feature_is_refused_with_its_name() {
         "{stderr}"
     );
 }
+
+/// A statement waiting on a lock another process holds waits on a blocking
+/// thread, not on an async worker: while more inserts than the host has
+/// worker threads wait for the lock, the host still answers other requests,
+/// and the inserts complete once the lock is released.
+#[test]
+fn requests_are_answered_while_sqlite_statements_wait_on_a_held_lock() {
+    let app = AppDir::new(&manifest(&guest("wasm32-wasip1", "sdk5_app")));
+    let host = start_with_env(
+        &app,
+        &[
+            "--sqlite",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+        ],
+        &[
+            ("SPIN_VARIABLE_TOKEN", SECRET),
+            ("SPIN_VARIABLE_UPSTREAM_HOST", "127.0.0.1:1"),
+        ],
+    );
+    let holder = rusqlite::Connection::open(app.path("state/sqlite_db.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let waiting = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    let inserts: Vec<_> = (0..waiting)
+        .map(|i| {
+            let url = host.url("/notes");
+            std::thread::spawn(move || send(&agent(), "POST", &url, Some(&format!("note {i}"))))
+        })
+        .collect();
+    crate::support::wait_until(
+        "every insert to be in the host",
+        std::time::Duration::from_secs(4),
+        || host.metric_sum("http_server_active_requests", "") >= waiting as f64,
+    );
+    let variables = get(&host.url("/variables"));
+    let still_waiting = inserts.iter().filter(|t| !t.is_finished()).count();
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(variables.status, 200, "{}", variables.body);
+    assert_eq!(
+        still_waiting, waiting,
+        "an insert ended while the lock was held"
+    );
+    for insert in inserts {
+        let reply = insert.join().unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+}
+
+/// `-e KEY=VALUE` reaches every component, as `spin up -e` does, winning
+/// over the component's own `environment`, whose other entries stay.
+#[test]
+fn env_flags_reach_the_guest_and_win_over_its_environment() {
+    let manifest = format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "env"
+[[trigger.http]]
+route = "/..."
+component = "chaos"
+[component.chaos]
+source = "{}"
+environment = {{ GREETING = "hi", KEEP = "kept" }}
+"#,
+        crate::support::wasm("chaos").display()
+    );
+    let app = AppDir::new(&manifest);
+    let host = crate::support::start(&app, &["-e", "GREETING=override", "--env", "EXTRA=a=b"]);
+    let env = get(&host.url("/env"));
+    assert_eq!(env.status, 200, "{}", env.body);
+    let mut lines: Vec<&str> = env.body.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["EXTRA=a=b", "GREETING=override", "KEEP=kept"]);
+}
