@@ -4,6 +4,7 @@
 
 pub mod host;
 pub mod lock_wait;
+pub mod operation;
 pub mod redis;
 pub mod sqlite;
 pub mod wasi_keyvalue;
