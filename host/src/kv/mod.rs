@@ -169,7 +169,7 @@ impl Backend {
             return Ok(Vec::new());
         }
         match self {
-            Backend::Sqlite(store) => store.get_many(keys),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.get_many(keys)).await,
             Backend::Redis(store) => store.get_many(keys).await,
         }
     }
@@ -180,7 +180,7 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(store) => store.set_many(pairs),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.set_many(pairs)).await,
             Backend::Redis(store) => store.set_many(pairs).await,
         }
     }
@@ -191,7 +191,7 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(store) => store.delete_many(keys),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.delete_many(keys)).await,
             Backend::Redis(store) => store.delete_many(keys).await,
         }
     }
@@ -200,7 +200,7 @@ impl Backend {
     /// returns the sum.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.increment(key, delta),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.increment(key, delta)).await,
             Backend::Redis(store) => store.increment(key, delta).await,
         }
     }
@@ -214,7 +214,9 @@ impl Backend {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.compare_and_swap(key, expected, value),
+            Backend::Sqlite(store) => {
+                lock_wait::retrying(|| store.compare_and_swap(key, expected, value)).await
+            }
             Backend::Redis(store) => store.compare_and_swap(key, expected, value).await,
         }
     }
