@@ -185,6 +185,16 @@ impl KeyValueState {
             // Resolved as the guest's call starts, so its caller is known.
             caller: self.failures.caller(),
             failures: self.failures.clone(),
+            blocks_instance: false,
+        }
+    }
+
+    /// The operation context for `store` in a synchronous WIT function (the
+    /// instance can run nothing else until it returns).
+    pub(super) fn blocking_operation(&self, store: Arc<LabeledStore>) -> Operation {
+        Operation {
+            blocks_instance: true,
+            ..self.operation(store)
         }
     }
 

@@ -112,6 +112,14 @@ pub trait KeyValueFailures: Send + Sync {
     fn span_parent(&self, _caller: WriterId) -> Option<crate::telemetry::traces::SpanParent> {
         None
     }
+    /// A call of a synchronous WIT function has waited on its backend for a
+    /// while: until it returns, the calling instance runs nothing else (the
+    /// component model does not re-enter an instance blocked in such a call,
+    /// and the host call holds its store), so new requests should go to
+    /// other instances.
+    fn stall_started(&self) {}
+    /// The call of [`Self::stall_started`] returned (or was cancelled).
+    fn stall_ended(&self) {}
 }
 
 /// One label's backend.

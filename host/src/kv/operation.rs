@@ -4,7 +4,7 @@
 //! request it ran under and given to the guest as a short message.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::SpanKind;
 
@@ -19,6 +19,37 @@ pub struct Operation {
     pub(super) metrics: Arc<Metrics>,
     pub(super) failures: Arc<dyn KeyValueFailures>,
     pub(super) caller: WriterId,
+    /// Whether the operation runs in a call of a synchronous WIT function,
+    /// during which the guest's instance can run nothing else.
+    pub(super) blocks_instance: bool,
+}
+
+/// How long a synchronous call may wait on its backend before its instance
+/// counts as stalled (see [`KeyValueFailures::stall_started`]): far above a
+/// healthy operation, far below a wait for a lock or a slow server.
+const STALL_AFTER: Duration = Duration::from_millis(5);
+
+/// Ends a stall when dropped, also when the call is cancelled.
+struct StallEnds<'a>(&'a dyn KeyValueFailures);
+
+impl Drop for StallEnds<'_> {
+    fn drop(&mut self) {
+        self.0.stall_ended();
+    }
+}
+
+/// Runs `work`, telling `failures` when it has waited past [`STALL_AFTER`]
+/// and when it ends.
+async fn watching_stall<R>(work: impl Future<Output = R>, failures: &dyn KeyValueFailures) -> R {
+    let mut work = std::pin::pin!(work);
+    match tokio::time::timeout(STALL_AFTER, work.as_mut()).await {
+        Ok(done) => done,
+        Err(_) => {
+            failures.stall_started();
+            let _ends = StallEnds(failures);
+            work.await
+        }
+    }
 }
 
 /// A failed backend operation as the guest sees it: a short message (the
@@ -38,13 +69,18 @@ pub async fn timed<R>(
         metrics,
         failures,
         caller,
+        blocks_instance,
     } = context;
     let backend = store.backend.kind();
     let span = failures
         .span_parent(caller)
         .map(|parent| operation_span(&parent, &store, operation));
     let started = Instant::now();
-    let result = run(&store).await;
+    let result = if blocks_instance {
+        watching_stall(run(&store), &*failures).await
+    } else {
+        run(&store).await
+    };
     metrics.key_value_operation(
         &store.label,
         backend,
