@@ -65,12 +65,16 @@ impl Found {
     }
 }
 
+/// Reads of a page before it gives up (`503`) or, on the last, answers a
+/// page short of a hero deleted meanwhile.
+const LIST_ATTEMPTS: usize = 4;
+
 impl<S: KeyValue> Registry<'_, S> {
     /// The JSON array of a page of heroes, in creation order.
     pub async fn list(&self, page: &Page<'_>) -> Result<Vec<u8>, ApiError> {
         let set = page.team.map_or(SetName::All, SetName::Team);
         let keys = [LOG_KEY.to_owned(), set.key()];
-        for _ in 0..4 {
+        for attempt in 1..=LIST_ATTEMPTS {
             // The log before the directory: a fold commits the directory
             // before it removes intents, so this pair is never torn.
             let mut values = self.store.get_many(&keys).await?.into_iter();
@@ -88,7 +92,8 @@ impl<S: KeyValue> Registry<'_, S> {
                 continue;
             }
             let dir = parse_directory(&keys[1], dir.as_deref())?;
-            if let Some(body) = self.page(set, &log, &dir, page).await? {
+            let last = attempt == LIST_ATTEMPTS;
+            if let Some(body) = self.page(set, &log, &dir, page, last).await? {
                 return Ok(body);
             }
         }
@@ -97,13 +102,16 @@ impl<S: KeyValue> Registry<'_, S> {
         ))
     }
 
-    /// The page, or `None` if a leaf was retired meanwhile (read again).
+    /// The page, or `None` if a leaf was retired meanwhile or, unless this
+    /// is the `last` attempt, a chosen hero was deleted meanwhile (read
+    /// again).
     async fn page(
         &self,
         set: SetName<'_>,
         log: &Log,
         dir: &Directory,
         page: &Page<'_>,
+        last: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         // Ids whose membership the leaves may not show yet, by leaf.
         let mut pending: BTreeMap<usize, Vec<HeroId>> = BTreeMap::new();
@@ -151,7 +159,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 break;
             }
         }
-        Ok(Some(self.body(&chosen, resolved).await?))
+        self.body(&chosen, resolved, last).await
     }
 
     /// Reads the heroes of `ids` into `resolved`.
@@ -170,12 +178,15 @@ impl<S: KeyValue> Registry<'_, S> {
 
     /// The JSON array of the chosen heroes: stored values are the JSON the
     /// API returns, copied as they are. A hero deleted since the log was read
-    /// is left out.
+    /// would leave the page short, and a client paging through would stop
+    /// there: `None` (read the page again, the delete's intent now in the
+    /// log), unless `tolerate_deleted`, when it is left out.
     async fn body(
         &self,
         ids: &[HeroId],
         mut resolved: HashMap<HeroId, Found>,
-    ) -> Result<Vec<u8>, ApiError> {
+        tolerate_deleted: bool,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         let unread: Vec<String> = ids
             .iter()
             .filter(|id| !resolved.contains_key(id))
@@ -191,7 +202,10 @@ impl<S: KeyValue> Registry<'_, S> {
                 None => read.next().flatten().filter(|value| value != TOMBSTONE),
             };
             let Some(value) = value else {
-                continue;
+                if tolerate_deleted {
+                    continue;
+                }
+                return Ok(None);
             };
             if body.len() > 1 {
                 body.push(b',');
@@ -199,6 +213,6 @@ impl<S: KeyValue> Registry<'_, S> {
             body.extend_from_slice(&value);
         }
         body.push(b']');
-        Ok(body)
+        Ok(Some(body))
     }
 }
