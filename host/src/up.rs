@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::cli::UpArgs;
 use crate::config::{HostConfig, MAX_CONNECTIONS};
 use crate::kv::{StoreError, Stores};
+use crate::request::well_known::WellKnown;
 use crate::request::{Recorder, RequestHandler, RouteTarget};
 use crate::routes::Router;
 use crate::runtime::{Environment, Runtime};
@@ -95,6 +96,7 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
         runtime,
         recorder,
         config.request_limits,
+        WellKnown::new(&config.manifest.application),
     ));
     let admin_task = tokio::spawn(serve_admin(
         admin,
