@@ -232,18 +232,23 @@ fn scrapes(out: &mut String, results: &Results) {
     }
 }
 
+/// A table's title line after a blank line, then its column heads, indented
+/// like its rows.
+fn section(out: &mut String, title: &str, columns: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "\n{title}\n  {columns}");
+}
+
 fn starts(out: &mut String, results: &Results) {
     if results.starts.is_empty() {
         return;
     }
-    let _ = writeln!(
+    section(
         out,
-        "\nstart-up (process start to first 200 on GET /) and idle memory"
-    );
-    let _ = writeln!(
-        out,
-        "  {:<LABEL$} {:>12} {:>14} {:>14} {:>12} {:>14}",
-        "contender", "first ms", "restart ms", "restart min", "idle RSS", "idle RSS rest."
+        "start-up (process start to first 200 on GET /) and idle memory",
+        format_args!(
+            "{:<LABEL$} {:>12} {:>14} {:>14} {:>12} {:>14}",
+            "contender", "first ms", "restart ms", "restart min", "idle RSS", "idle RSS rest."
+        ),
     );
     let or_dash = |v: Option<f64>, unit: &str| v.map_or("—".into(), |v| format!("{v:.1}{unit}"));
     for s in &results.starts {
@@ -269,11 +274,13 @@ fn logs(out: &mut String, results: &Results) {
     if results.logs.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\nserver stdout over all its scenarios");
-    let _ = writeln!(
+    section(
         out,
-        "  {:<LABEL$} {:>10} {:>9} {:>8} {:>8} {:>9}",
-        "contender", "lines", "MiB", "warn", "error", "not JSON"
+        "server stdout over all its scenarios",
+        format_args!(
+            "{:<LABEL$} {:>10} {:>9} {:>8} {:>8} {:>9}",
+            "contender", "lines", "MiB", "warn", "error", "not JSON"
+        ),
     );
     for l in &results.logs {
         let _ = writeln!(

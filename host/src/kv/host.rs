@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
@@ -22,11 +21,9 @@ use wasmtime::component::{
     ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
 };
 
-use opentelemetry::trace::SpanKind;
-
-use super::{KeyValueFailure, KeyValueFailures, LabeledStore, StoreError, Stores, WriterId};
+pub use super::operation::{FailedOperation, Operation, timed};
+use super::{KeyValueFailures, LabeledStore, Stores};
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::traces::{ChildSpan, SpanParent};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -179,15 +176,6 @@ impl KeyValueView<'_> {
     }
 }
 
-/// What one operation needs from the store data: the opened store behind a
-/// handle, the instruments, and who is told of a failure.
-pub struct Operation {
-    store: Arc<LabeledStore>,
-    metrics: Arc<Metrics>,
-    failures: Arc<dyn KeyValueFailures>,
-    caller: WriterId,
-}
-
 impl KeyValueState {
     /// The operation context for `store`.
     pub(super) fn operation(&self, store: Arc<LabeledStore>) -> Operation {
@@ -197,6 +185,16 @@ impl KeyValueState {
             // Resolved as the guest's call starts, so its caller is known.
             caller: self.failures.caller(),
             failures: self.failures.clone(),
+            blocks_instance: false,
+        }
+    }
+
+    /// The operation context for `store` in a synchronous WIT function (the
+    /// instance can run nothing else until it returns).
+    pub(super) fn blocking_operation(&self, store: Arc<LabeledStore>) -> Operation {
+        Operation {
+            blocks_instance: true,
+            ..self.operation(store)
         }
     }
 
@@ -225,81 +223,10 @@ fn resolve<T>(
     accessor.with(|mut access| access.get().operation(handle))
 }
 
-/// A failed backend operation as the guest sees it: a short message (the
-/// detail went to the host's log and the request's invocation line).
-pub struct FailedOperation(pub String);
-
 impl From<FailedOperation> for KvError {
     fn from(failed: FailedOperation) -> Self {
         KvError::Guest(WitError::Other(failed.0))
     }
-}
-
-/// Runs one backend operation, timing it (`key_value_operation_duration_seconds`)
-/// and turning a failure into a [`FailedOperation`], with the detail logged
-/// and reported to the request.
-pub async fn timed<R>(
-    context: Operation,
-    operation: &'static str,
-    run: impl AsyncFnOnce(&LabeledStore) -> Result<R, StoreError>,
-) -> Result<R, FailedOperation> {
-    let Operation {
-        store,
-        metrics,
-        failures,
-        caller,
-    } = context;
-    let backend = store.backend.kind();
-    let span = failures
-        .span_parent(caller)
-        .map(|parent| operation_span(&parent, &store, operation));
-    let started = Instant::now();
-    let result = run(&store).await;
-    metrics.key_value_operation(
-        &store.label,
-        backend,
-        operation,
-        result.is_ok(),
-        started.elapsed(),
-    );
-    if let Some(mut span) = span {
-        if let Err(error) = &result {
-            let kind = if error.is_busy() { "busy" } else { "_OTHER" };
-            span.fail(kind, error.to_string());
-        }
-        span.end();
-    }
-    result.map_err(|error| {
-        tracing::warn!(store = &*store.label, backend, operation, error = %error, "key-value operation failed");
-        failures.failed(caller, KeyValueFailure {
-            store: store.label.clone(),
-            backend,
-            operation,
-            error: error.to_string(),
-        });
-        FailedOperation(match error {
-            StoreError::Refused(reason) => reason.to_owned(),
-            StoreError::Sqlite(_) | StoreError::Redis(_) => {
-                format!("the key-value store `{}` is unavailable", store.label)
-            }
-        })
-    })
-}
-
-/// The span of one operation (a client span, as Spin names it).
-fn operation_span(parent: &SpanParent, store: &LabeledStore, operation: &'static str) -> ChildSpan {
-    let backend = store.backend.kind();
-    parent.start(
-        format!("spin_key_value.{operation}"),
-        SpanKind::Client,
-        vec![
-            opentelemetry::KeyValue::new("key_value.store", store.label.clone()),
-            opentelemetry::KeyValue::new("key_value.backend", backend),
-            opentelemetry::KeyValue::new("key_value.operation", operation),
-            opentelemetry::KeyValue::new("db.system.name", backend),
-            opentelemetry::KeyValue::new("db.operation.name", operation),
-        ],
-    )
 }
 
 impl bindings::Host for KeyValueView<'_> {

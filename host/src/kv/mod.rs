@@ -4,6 +4,7 @@
 
 pub mod host;
 pub mod lock_wait;
+pub mod operation;
 pub mod redis;
 pub mod sqlite;
 pub mod wasi_keyvalue;
@@ -111,6 +112,14 @@ pub trait KeyValueFailures: Send + Sync {
     fn span_parent(&self, _caller: WriterId) -> Option<crate::telemetry::traces::SpanParent> {
         None
     }
+    /// A call of a synchronous WIT function has waited on its backend for a
+    /// while: until it returns, the calling instance runs nothing else (the
+    /// component model does not re-enter an instance blocked in such a call,
+    /// and the host call holds its store), so new requests should go to
+    /// other instances.
+    fn stall_started(&self) {}
+    /// The call of [`Self::stall_started`] returned (or was cancelled).
+    fn stall_ended(&self) {}
 }
 
 /// One label's backend.
@@ -168,7 +177,7 @@ impl Backend {
             return Ok(Vec::new());
         }
         match self {
-            Backend::Sqlite(store) => store.get_many(keys),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.get_many(keys)).await,
             Backend::Redis(store) => store.get_many(keys).await,
         }
     }
@@ -179,7 +188,7 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(store) => store.set_many(pairs),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.set_many(pairs)).await,
             Backend::Redis(store) => store.set_many(pairs).await,
         }
     }
@@ -190,7 +199,7 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Backend::Sqlite(store) => store.delete_many(keys),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.delete_many(keys)).await,
             Backend::Redis(store) => store.delete_many(keys).await,
         }
     }
@@ -199,7 +208,7 @@ impl Backend {
     /// returns the sum.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.increment(key, delta),
+            Backend::Sqlite(store) => lock_wait::retrying(|| store.increment(key, delta)).await,
             Backend::Redis(store) => store.increment(key, delta).await,
         }
     }
@@ -213,7 +222,9 @@ impl Backend {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         match self {
-            Backend::Sqlite(store) => store.compare_and_swap(key, expected, value),
+            Backend::Sqlite(store) => {
+                lock_wait::retrying(|| store.compare_and_swap(key, expected, value)).await
+            }
             Backend::Redis(store) => store.compare_and_swap(key, expected, value).await,
         }
     }

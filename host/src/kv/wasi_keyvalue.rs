@@ -132,7 +132,7 @@ impl KeyValueView<'_> {
         bucket: &Resource<Bucket>,
     ) -> Result<(Operation, Arc<LabeledStore>), StoreFailure> {
         let store = self.table.get(bucket)?.0.clone();
-        Ok((self.state.operation(store.clone()), store))
+        Ok((self.state.blocking_operation(store.clone()), store))
     }
 
     /// Keeps a compare-and-swap handle in the instance's table, within
@@ -273,7 +273,7 @@ impl atomics::Host for KeyValueView<'_> {
             snapshot,
         } = self.table.delete(cas)?;
         self.state.open_swaps = self.state.open_swaps.saturating_sub(1);
-        let operation = self.state.operation(store.clone());
+        let operation = self.state.blocking_operation(store.clone());
         // On a conflict, the value found then is the next handle's snapshot.
         let conflict = timed(operation, "cas_swap", async |s| {
             if s.backend

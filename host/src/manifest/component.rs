@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 
-use super::raw::{Commands, RawComponent};
+use super::raw::{Commands, RawBuild, RawComponent};
 use super::{BuildConfig, Component};
 use crate::outbound::OutboundRule;
 use crate::variables::{Definition, Template, check_name};
@@ -22,66 +22,15 @@ impl Component {
             is_kebab_id(id),
             "component id `{id}` must be kebab-case (lowercase letters, digits, `-`)"
         );
-        let source = match raw.source {
+        let source = match &raw.source {
             toml::Value::String(path) => dir.join(path),
             _ => bail!("only a local `source` path is supported, not a URL or registry package"),
         };
-        let unsupported = [
-            (raw.files.is_empty(), "`files` (guests get no filesystem)"),
-            (raw.ai_models.is_empty(), "`ai_models`"),
-            (raw.dependencies.is_empty(), "component `dependencies`"),
-            (
-                raw.allowed_http_hosts.is_empty(),
-                "deprecated `allowed_http_hosts` (use `allowed_outbound_hosts`)",
-            ),
-        ];
-        for (absent, what) in unsupported {
-            ensure!(absent, "{what} is not supported by hero-host");
-        }
-        // Descriptive or tool-specific fields change nothing at run time.
-        let _ = (
-            raw.description,
-            raw.exclude_files,
-            raw.targets,
-            raw.tool,
-            raw.dependencies_inherit_configuration,
-            raw.profile,
-        );
+        refuse_unsupported(&raw)?;
         let (allowed_outbound_hosts, outbound_templates) =
             outbound_rules(&raw.allowed_outbound_hosts, variables)?;
-        for (kind, labels) in [
-            ("key-value store", &raw.key_value_stores),
-            ("SQLite database", &raw.sqlite_databases),
-        ] {
-            for label in labels {
-                ensure!(
-                    crate::kv::is_valid_label(label),
-                    "{kind} label {label:?} must be kebab-case or snake_case"
-                );
-            }
-        }
-        let templates = raw
-            .variables
-            .into_iter()
-            .map(|(name, text)| {
-                check_name(&name).map_err(|why| anyhow::anyhow!("variable {name:?}: {why}"))?;
-                let template = checked_template(&text, variables)
-                    .with_context(|| format!("variable `{name}`"))?;
-                Ok((name, template))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let build = raw.build.map(|build| {
-            let _ = build.watch;
-            BuildConfig {
-                commands: match build.command {
-                    Commands::One(command) => vec![command],
-                    Commands::Many(commands) => commands,
-                },
-                workdir: build
-                    .workdir
-                    .map_or_else(|| dir.to_owned(), |w| dir.join(w)),
-            }
-        });
+        check_labels(&raw)?;
+        let templates = component_templates(raw.variables, variables)?;
         Ok(Component {
             id: id.to_owned(),
             source,
@@ -91,8 +40,79 @@ impl Component {
             key_value_stores: raw.key_value_stores,
             sqlite_databases: raw.sqlite_databases,
             variables: templates,
-            build,
+            build: raw.build.map(|build| build_config(build, dir)),
         })
+    }
+}
+
+/// Refuses what hero-host does not support; descriptive or tool-specific
+/// fields change nothing at run time.
+fn refuse_unsupported(raw: &RawComponent) -> anyhow::Result<()> {
+    let unsupported = [
+        (raw.files.is_empty(), "`files` (guests get no filesystem)"),
+        (raw.ai_models.is_empty(), "`ai_models`"),
+        (raw.dependencies.is_empty(), "component `dependencies`"),
+        (
+            raw.allowed_http_hosts.is_empty(),
+            "deprecated `allowed_http_hosts` (use `allowed_outbound_hosts`)",
+        ),
+    ];
+    for (absent, what) in unsupported {
+        ensure!(absent, "{what} is not supported by hero-host");
+    }
+    let _ = (
+        &raw.description,
+        &raw.exclude_files,
+        &raw.targets,
+        &raw.tool,
+        &raw.dependencies_inherit_configuration,
+        &raw.profile,
+    );
+    Ok(())
+}
+
+/// Store and database labels must be kebab-case or snake_case.
+fn check_labels(raw: &RawComponent) -> anyhow::Result<()> {
+    for (kind, labels) in [
+        ("key-value store", &raw.key_value_stores),
+        ("SQLite database", &raw.sqlite_databases),
+    ] {
+        for label in labels {
+            ensure!(
+                crate::kv::is_valid_label(label),
+                "{kind} label {label:?} must be kebab-case or snake_case"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `[component.x.variables]`, each a checked template over `variables`.
+fn component_templates(
+    raw: BTreeMap<String, String>,
+    variables: &BTreeMap<String, Definition>,
+) -> anyhow::Result<BTreeMap<String, Template>> {
+    raw.into_iter()
+        .map(|(name, text)| {
+            check_name(&name).map_err(|why| anyhow::anyhow!("variable {name:?}: {why}"))?;
+            let template =
+                checked_template(&text, variables).with_context(|| format!("variable `{name}`"))?;
+            Ok((name, template))
+        })
+        .collect()
+}
+
+/// The component's `build` section.
+fn build_config(build: RawBuild, dir: &Path) -> BuildConfig {
+    let _ = build.watch;
+    BuildConfig {
+        commands: match build.command {
+            Commands::One(command) => vec![command],
+            Commands::Many(commands) => commands,
+        },
+        workdir: build
+            .workdir
+            .map_or_else(|| dir.to_owned(), |w| dir.join(w)),
     }
 }
 

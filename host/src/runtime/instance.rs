@@ -38,6 +38,9 @@ pub struct InstanceShared {
     in_flight: Mutex<Vec<Arc<RequestInfo>>>,
     /// Their count, read without the lock on every scheduling decision.
     in_flight_count: AtomicUsize,
+    /// Stalled instances of the lane this instance belongs to (see
+    /// [`super::lanes`]).
+    lane_stalls: Arc<AtomicUsize>,
     /// Wakes the instance's worker when it may accept a request again.
     waker: AtomicWaker,
     /// Who is calling the host now.
@@ -53,8 +56,15 @@ pub struct InstanceShared {
 }
 
 impl InstanceShared {
-    /// State for a new instance of `component`; `traced` when tracing is on.
-    pub fn new(id: u64, component: Arc<str>, logs: LogSink, traced: bool) -> Self {
+    /// State for a new instance of `component`; `traced` when tracing is on;
+    /// `lane_stalls` counts the stalled instances of its lane.
+    pub fn new(
+        id: u64,
+        component: Arc<str>,
+        logs: LogSink,
+        traced: bool,
+        lane_stalls: Arc<AtomicUsize>,
+    ) -> Self {
         InstanceShared {
             id,
             component,
@@ -63,6 +73,7 @@ impl InstanceShared {
             started: AtomicU64::new(0),
             in_flight: Mutex::new(Vec::new()),
             in_flight_count: AtomicUsize::new(0),
+            lane_stalls,
             waker: AtomicWaker::new(),
             writer: CurrentWriter::default(),
             timed_out: AtomicBool::new(false),
@@ -295,6 +306,14 @@ impl KeyValueFailures for InstanceShared {
         }
         let request = caller.0.and_then(|number| self.request(number))?;
         request.spans()?.parent()
+    }
+
+    fn stall_started(&self) {
+        self.lane_stalls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stall_ended(&self) {
+        self.lane_stalls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -19,6 +19,7 @@ pub mod guest_clock;
 mod imports;
 pub mod instance;
 pub mod invocation;
+mod lanes;
 mod outbound_span;
 pub mod outcome;
 pub mod output;
@@ -34,10 +35,11 @@ use anyhow::{Context as _, anyhow};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::WasiBody;
-use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
+use wasmtime_wasi_http::handler::ProxyPre;
 
 use self::engine::EpochTicker;
 pub use self::invocation::{GuestFailure, InstanceLease, RequestInfo};
+use self::lanes::Lanes;
 use self::state::HostState;
 use self::worker::{ComponentHost, ComponentShared};
 use crate::capabilities::Capabilities;
@@ -126,7 +128,8 @@ pub struct ComponentRuntime {
     pub from_cache: bool,
     /// Its invocation counts, for `wasm_invocations_total`.
     pub invocations: Arc<InvocationCounts>,
-    handler: ProxyHandler<ComponentHost>,
+    /// Where its requests run (see [`lanes`]).
+    lanes: Lanes,
 }
 
 /// What a guest call gives back.
@@ -206,7 +209,7 @@ fn http_pre(
         .map_err(|e| match imports::unsupported(compiled) {
             Some(unsupported) => anyhow!("it {unsupported}"),
             None => anyhow!(
-                "{e}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
+                "{e:#}: hero-host provides WASI 0.2 and 0.3, wasi:http, and Spin's key-value, \
                  variables and SQLite interfaces, wasi:keyvalue@0.2.0-draft2 (store, atomics, batch) and wasi:otel@0.2.0-rc.2"
             ),
         })?;
@@ -219,6 +222,14 @@ fn http_pre(
                  nor wasi:http/incoming-handler@0.2 ({p2_error})"
             )),
         },
+    }
+}
+
+/// Another handle on the same pre-instance (one per lane).
+fn same_pre(pre: &ProxyPre<HostState>) -> ProxyPre<HostState> {
+    match pre {
+        ProxyPre::P2(p2) => ProxyPre::P2(p2.clone()),
+        ProxyPre::P3(p3) => ProxyPre::P3(p3.clone()),
     }
 }
 
@@ -274,7 +285,9 @@ impl ComponentRuntime {
             id,
             wasi,
             from_cache,
-            handler: ProxyHandler::new(ComponentHost::new(engine.clone(), pre, shared)),
+            lanes: Lanes::new(|stalls| {
+                ComponentHost::new(engine.clone(), same_pre(&pre), shared.clone(), stalls)
+            }),
         };
         Ok((runtime, memory, wasm_time))
     }
@@ -288,7 +301,12 @@ impl ComponentRuntime {
         // Made before the call, so a caller that gives up (and drops this
         // future) still frees the instance.
         let lease = InstanceLease::new(request.clone());
-        let result = match self.handler.handle(request.clone(), http_request).await {
+        let result = match self
+            .lanes
+            .pick()
+            .handle(request.clone(), http_request)
+            .await
+        {
             Ok(response) => Ok(response),
             Err(error) => Err(GuestFailure::classify(error, &request).await),
         };

@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,15 +61,24 @@ pub(super) struct ComponentHost {
     engine: Engine,
     pre: ProxyPre<HostState>,
     shared: Arc<ComponentShared>,
+    /// Stalled instances of this host's lane (see [`super::lanes`]).
+    lane_stalls: Arc<AtomicUsize>,
 }
 
 impl ComponentHost {
-    /// Makes instances of `pre` in stores of `engine`.
-    pub fn new(engine: Engine, pre: ProxyPre<HostState>, shared: Arc<ComponentShared>) -> Self {
+    /// Makes instances of `pre` in stores of `engine`; they report stalls
+    /// to `lane_stalls`.
+    pub fn new(
+        engine: Engine,
+        pre: ProxyPre<HostState>,
+        shared: Arc<ComponentShared>,
+        lane_stalls: Arc<AtomicUsize>,
+    ) -> Self {
         ComponentHost {
             engine,
             pre,
             shared,
+            lane_stalls,
         }
     }
 
@@ -165,6 +174,7 @@ impl HandlerState for ComponentHost {
             shared.id.clone(),
             shared.logs.clone(),
             shared.traced,
+            self.lane_stalls.clone(),
         ));
         let mut store = self.new_store(instance.clone());
         let (started, began) = (Instant::now(), SystemTime::now());

@@ -13,9 +13,10 @@ use crate::kv::{KeyValueFailure, KeyValueFailures, Stores, WriterId};
 use crate::runtime_config::StoreConfig;
 use crate::telemetry::metrics::{Metrics, ServiceIdentity};
 
-/// Collects the failures an instance would report to its request.
+/// Collects the failures an instance would report to its request, and its
+/// stalls as they start and end.
 #[derive(Default)]
-struct Failures(Mutex<Vec<KeyValueFailure>>);
+struct Failures(Mutex<Vec<KeyValueFailure>>, Mutex<Vec<&'static str>>);
 
 impl KeyValueFailures for Failures {
     fn caller(&self) -> WriterId {
@@ -24,6 +25,14 @@ impl KeyValueFailures for Failures {
 
     fn failed(&self, _caller: WriterId, failure: KeyValueFailure) {
         self.0.lock().unwrap().push(failure);
+    }
+
+    fn stall_started(&self) {
+        self.1.lock().unwrap().push("started");
+    }
+
+    fn stall_ended(&self) {
+        self.1.lock().unwrap().push("ended");
     }
 }
 
@@ -224,4 +233,32 @@ async fn an_unreachable_redis_is_a_guest_error_and_a_report() {
     let failures = instance.failures.0.lock().unwrap();
     assert_eq!(failures[0].operation, "cas_new");
     assert_eq!(failures[0].backend, "redis");
+}
+
+/// A call that waits for another process's lock reports its instance stalled
+/// while it waits (so requests go elsewhere) and no longer once it is done; a
+/// quick call reports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_a_lock_reports_its_instance_stalled_until_it_ends() {
+    let (dir, mut instance) = sqlite();
+    let bucket = instance.open().await;
+    let b = || Resource::<Bucket>::new_borrow(bucket.rep());
+    guest(store::HostBucket::set(&mut instance.view(), b(), "k".into(), b"1".to_vec()).await);
+    assert!(
+        instance.failures.1.lock().unwrap().is_empty(),
+        "a quick call"
+    );
+
+    let other = rusqlite::Connection::open(dir.path().join("kv.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let failures = instance.failures.clone();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let seen_while_waiting = failures.1.lock().unwrap().clone();
+        other.execute_batch("COMMIT").unwrap();
+        seen_while_waiting
+    });
+    guest(store::HostBucket::set(&mut instance.view(), b(), "k".into(), b"2".to_vec()).await);
+    assert_eq!(release.join().unwrap(), ["started"]);
+    assert_eq!(*instance.failures.1.lock().unwrap(), ["started", "ended"]);
 }
