@@ -127,3 +127,50 @@ fn serves_http2_with_prior_knowledge_one_line_per_stream_and_http1_unchanged() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json(), hero);
 }
+
+/// A component calls its own app (`http://self/...`; a WASIp3 guest cannot
+/// send a URL without a host), allowed by `http://self` in
+/// `allowed_outbound_hosts` as in Spin: the call is served by
+/// the app (here, the registry's list), and logged as its own request in the
+/// caller's trace. Without `http://self`, the call is denied before it
+/// leaves the host.
+#[test]
+fn a_component_calls_its_own_app_through_self_in_the_callers_trace() {
+    let manifest =
+        crate::support::registry_and_chaos_manifest() + "allowed_outbound_hosts = [\"http://self\"]\n";
+    let app = AppDir::new(&manifest);
+    let host = start(&app, &[]);
+    let reply = get(&host.url("/chaos/fetch?url=http://self/heroes"));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "upstream 200"),
+        "the call reached the registry"
+    );
+    let outer = line_of(&host, "/chaos/fetch");
+    let inner = line_of(&host, "/heroes");
+    assert_eq!(inner["component"], "hero-registry", "{inner}");
+    assert_eq!(inner["status"], 200, "{inner}");
+    assert_eq!(inner["trace_id"], outer["trace_id"], "one trace: {inner} {outer}");
+    assert_ne!(inner["request_id"], outer["request_id"]);
+    let missing = get(&host.url("/chaos/fetch?url=http://self/nowhere"));
+    assert_eq!(missing.body, "upstream 404", "{}", missing.body);
+
+    let app = AppDir::new(&crate::support::registry_and_chaos_manifest());
+    let host = start(&app, &[]);
+    let denied = get(&host.url("/chaos/fetch?url=http://self/heroes"));
+    assert_eq!(denied.status, 502, "{}", denied.body);
+    assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
+    let warning = host.wait_for_line("the denial line", |line| {
+        line["message"] == "outbound request denied: not in allowed_outbound_hosts"
+    });
+    assert!(
+        warning["destination"]
+            .as_str()
+            .is_some_and(|d| d.contains("http://self")),
+        "{warning}"
+    );
+    assert!(
+        host.invocations().iter().all(|l| l["path"] != "/heroes"),
+        "a denied call never reaches the app"
+    );
+}
