@@ -1,6 +1,12 @@
 //! `allowed_outbound_hosts`: which `scheme://host:port` a guest may send HTTP
 //! requests to, in Spin's syntax (`https://api.example.com`,
-//! `http://localhost:8080`, `https://*.example.com`, `*://*:*`).
+//! `http://localhost:8080`, `https://*.example.com`, `*://*:*`), and
+//! `http://self`, which lets a component call its own app with a URL that
+//! has no host (`/path`), as in Spin, or the host `self` (`http://self/path`,
+//! the form wasi:http 0.3 guests need: it refuses a URL without a host).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, bail, ensure};
 
@@ -20,6 +26,8 @@ enum HostPattern {
     Exact(String),
     /// `*.example.com`: any subdomain of `example.com`, not the domain itself.
     SubdomainOf(String),
+    /// `self`: the app itself, for requests whose URL has no host.
+    OwnApp,
 }
 
 impl OutboundRule {
@@ -47,9 +55,9 @@ impl OutboundRule {
             _ => (rest, None),
         };
         ensure!(!host.is_empty(), "missing host");
-        ensure!(host != "self", "service chaining (`self`) is not supported");
         let host = match host {
             "*" => HostPattern::Any,
+            "self" => HostPattern::OwnApp,
             _ => match host.strip_prefix("*.") {
                 Some(domain) => HostPattern::SubdomainOf(domain.to_ascii_lowercase()),
                 None => {
@@ -87,6 +95,8 @@ impl OutboundRule {
             HostPattern::SubdomainOf(domain) => host
                 .strip_suffix(domain.as_str())
                 .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
+            // Requests to the app itself have no host; see `allows_own_app`.
+            HostPattern::OwnApp => false,
         };
         scheme_ok && host_ok && port_ok
     }
@@ -104,6 +114,52 @@ pub fn default_port(scheme: &str) -> u16 {
 /// Whether any rule allows the destination.
 pub fn is_allowed(rules: &[OutboundRule], scheme: &str, host: &str, port: u16) -> bool {
     rules.iter().any(|rule| rule.allows(scheme, host, port))
+}
+
+/// Whether a rule allows requests to the app itself (`http://self`).
+pub fn allows_own_app(rules: &[OutboundRule]) -> bool {
+    rules
+        .iter()
+        .any(|rule| rule.host == HostPattern::OwnApp && rule.scheme.as_deref() != Some("https"))
+}
+
+/// Where the app itself listens, for requests whose URL has no host: known
+/// once the public listener is bound (after the components are loaded).
+/// Such requests go to that listener over loopback, as `spin up` sends them
+/// to its own origin, and are served and logged like any other request.
+#[derive(Clone, Default)]
+pub struct OwnApp(Arc<OnceLock<http::uri::Authority>>);
+
+impl OwnApp {
+    /// The app listens on `addr`; an unspecified address is reached on
+    /// loopback.
+    pub fn listening_on(&self, addr: SocketAddr) {
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let authority = SocketAddr::new(ip, addr.port()).to_string();
+        if let Ok(authority) = authority.parse() {
+            let _ = self.0.set(authority);
+        }
+    }
+
+    /// `uri` (with no host, or `self`) made absolute on the app's own listener;
+    /// `None` before the listener is bound.
+    pub fn absolute(&self, uri: &http::Uri) -> Option<http::Uri> {
+        let authority = self.0.get()?.clone();
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        http::Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .ok()
+    }
 }
 
 #[cfg(test)]
@@ -178,9 +234,29 @@ mod tests {
         assert!(error("*://example.com").contains("port"));
         assert!(error("https://example.com/path").contains("path"));
         assert!(error("https://{{ host }}").contains("templated"));
-        assert!(error("http://self").contains("self"));
         assert!(error("http://x:port").contains("invalid port"));
         assert!(error("http://a*b.com").contains("wildcard"));
+    }
+
+    #[test]
+    fn self_allows_the_app_itself_and_no_host() {
+        let own = [OutboundRule::parse("http://self").unwrap()];
+        assert!(allows_own_app(&own));
+        assert!(!is_allowed(&own, "http", "self", 80));
+        let others = [OutboundRule::parse("*://*:*").unwrap()];
+        assert!(
+            !allows_own_app(&others),
+            "only `self` allows the app itself"
+        );
+
+        let app = OwnApp::default();
+        let relative: http::Uri = "/count?x=1".parse().unwrap();
+        assert_eq!(app.absolute(&relative), None, "not bound yet");
+        app.listening_on("0.0.0.0:3000".parse().unwrap());
+        assert_eq!(
+            app.absolute(&relative).unwrap().to_string(),
+            "http://127.0.0.1:3000/count?x=1"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use crate::cli::UpArgs;
 use crate::config::{HostConfig, MAX_CONNECTIONS};
 use crate::kv::{StoreError, Stores};
+use crate::outbound::OwnApp;
+use crate::request::well_known::WellKnown;
 use crate::request::{Recorder, RequestHandler, RouteTarget};
 use crate::routes::Router;
 use crate::runtime::{Environment, Runtime};
@@ -74,16 +76,20 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
     let traces = start_traces(&config).map_err(Failure::Config)?;
     traces.observe(&metrics);
     let shutdown = Shutdown::new();
+    let own_app = OwnApp::default();
     let runtime = load_runtime(
         &config,
         (&stores, &databases),
         &logs,
         &metrics,
-        &shutdown,
+        (&shutdown, &own_app),
         traces.is_on(),
     )?;
     let router = route_table(&config, &runtime).map_err(Failure::Config)?;
     let (public, admin) = bind(&config).await.map_err(Failure::Other)?;
+    if let Ok(addr) = public.local_addr() {
+        own_app.listening_on(addr);
+    }
     let recorder = Arc::new(Recorder {
         metrics: metrics.clone(),
         logs,
@@ -95,6 +101,7 @@ pub async fn run(args: UpArgs, logs: LogSink) -> Result<(), Failure> {
         runtime,
         recorder,
         config.request_limits,
+        WellKnown::new(&config.manifest.application),
     ));
     let admin_task = tokio::spawn(serve_admin(
         admin,
@@ -202,7 +209,7 @@ fn load_runtime(
     (stores, databases): (&Stores, &crate::sqlite::Databases),
     logs: &LogSink,
     metrics: &Arc<Metrics>,
-    shutdown: &Shutdown,
+    (shutdown, own_app): (&Shutdown, &OwnApp),
     traced: bool,
 ) -> Result<Runtime, Failure> {
     let served: Vec<_> = config.manifest.served_components().collect();
@@ -215,6 +222,7 @@ fn load_runtime(
         metrics,
         shutdown,
         traced,
+        own_app,
     };
     let runtime =
         Runtime::new(&served, config.runtime.clone(), &environment).map_err(Failure::Config)?;

@@ -12,7 +12,8 @@
 //! - [`record`]: the record, which writes the invocation line and the metric
 //!   points, and frees the instance;
 //! - [`outcome`]: why a request failed, as types;
-//! - [`refused`]: the answer to a head the connection refused.
+//! - [`refused`]: the answer to a head the connection refused;
+//! - [`well_known`]: Spin's own paths (`health`, `info`).
 
 pub mod body;
 pub mod forward;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod refused;
 pub mod reply;
 pub mod spin_headers;
+pub mod well_known;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,14 +40,12 @@ use self::outcome::{ErrorType, Failure};
 pub use self::record::{Record, Recorder, Served};
 use self::reply::Reply;
 use self::spin_headers::RouteHeaders;
+use self::well_known::WellKnown;
 use crate::manifest::HttpTrigger;
 use crate::routes::{DuplicateRoute, Router};
 use crate::runtime::Runtime;
 use crate::server::connection::ConnectionState;
 use crate::shutdown::Phase;
-
-/// Spin's health path, answered by the host.
-pub const HEALTH_PATH: &str = "/.well-known/spin/health";
 
 /// Bodies up to this size are read whole before the request takes a slot
 /// and an instance; larger ones stream to the guest.
@@ -126,15 +126,18 @@ pub struct RequestHandler {
     recorder: Arc<Recorder>,
     limits: Limits,
     permits: Arc<Semaphore>,
+    well_known: WellKnown,
 }
 
 impl RequestHandler {
-    /// The request path over `router` and `runtime`.
+    /// The request path over `router` and `runtime`, answering Spin's own
+    /// paths with `well_known`.
     pub fn new(
         router: Router<RouteTarget>,
         runtime: Runtime,
         recorder: Arc<Recorder>,
         limits: Limits,
+        well_known: WellKnown,
     ) -> Self {
         RequestHandler {
             router,
@@ -142,6 +145,7 @@ impl RequestHandler {
             recorder,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             limits,
+            well_known,
         }
     }
 
@@ -194,8 +198,8 @@ impl RequestHandler {
         }
         // Routing borrows the path while the request itself moves on.
         let uri = request.uri().clone();
-        if uri.path() == HEALTH_PATH {
-            return Reply::text(StatusCode::OK, "OK");
+        if let Some(reply) = self.well_known.answer(uri.path()) {
+            return reply;
         }
         let Some(found) = self.router.route(uri.path()) else {
             return Reply::error(StatusCode::NOT_FOUND);

@@ -20,6 +20,7 @@ mod imports;
 pub mod instance;
 pub mod invocation;
 mod lanes;
+mod outbound_hooks;
 mod outbound_span;
 pub mod outcome;
 pub mod output;
@@ -109,6 +110,8 @@ pub struct Environment<'a> {
     /// Whether tracing is on (host calls then look for their request's
     /// spans).
     pub traced: bool,
+    /// Where the app itself listens, for requests to `self`.
+    pub own_app: &'a crate::outbound::OwnApp,
 }
 
 /// The runtime: every served component, ready to handle requests.
@@ -261,6 +264,7 @@ impl ComponentRuntime {
             },
             environment: component.environment.clone(),
             outbound: component.allowed_outbound_hosts.clone().into(),
+            own_app: environment.own_app.clone(),
             kv: Arc::new(KeyValueCtx::new(
                 environment.stores.clone(),
                 &component.key_value_stores,

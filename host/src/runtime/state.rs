@@ -8,16 +8,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::attribution::TaskTable;
 use super::instance::InstanceShared;
-use super::outbound_span;
+use super::outbound_hooks::OutboundHooks;
 use super::output::GuestOutput;
 use crate::capabilities::InstanceCapabilities;
 use crate::kv::host::{KeyValueHostView, KeyValueState, KeyValueView};
 use crate::otel::{OtelHostView, OtelView};
-use crate::outbound::{self, OutboundRule};
 use crate::sqlite::ctx::{SqliteHostView, SqliteView};
 use crate::telemetry::logs::GuestStream;
 use crate::variables::host::{VariablesHostView, VariablesView};
@@ -204,76 +203,5 @@ impl Drop for MemoryLimiter {
             i64::try_from(self.held).unwrap_or(i64::MAX),
             Ordering::Relaxed,
         );
-    }
-}
-
-/// The wasi:http hooks: outbound requests only to `allowed_outbound_hosts`,
-/// each a client span of its request when traced, with the trace context in
-/// `traceparent`.
-pub struct OutboundHooks {
-    component: Arc<str>,
-    rules: Arc<[OutboundRule]>,
-    instance: Arc<InstanceShared>,
-}
-
-impl OutboundHooks {
-    /// Hooks enforcing `rules` for `component`, whose requests run on
-    /// `instance`.
-    pub fn new(
-        component: Arc<str>,
-        rules: Arc<[OutboundRule]>,
-        instance: Arc<InstanceShared>,
-    ) -> Self {
-        OutboundHooks {
-            component,
-            rules,
-            instance,
-        }
-    }
-}
-
-type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
-
-impl WasiHttpHooks for OutboundHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _request_io: IoFuture,
-    ) -> Box<
-        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
-            + Send,
-    > {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("http");
-        let host = uri.host().unwrap_or("");
-        let port = uri
-            .port_u16()
-            .unwrap_or_else(|| outbound::default_port(scheme));
-        if !outbound::is_allowed(&self.rules, scheme, host, port) {
-            tracing::warn!(
-                component = &*self.component,
-                destination = %format_args!("{scheme}://{host}:{port}"),
-                "outbound request denied: not in allowed_outbound_hosts"
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        let mut request = request;
-        let span = self
-            .instance
-            .traced_request()
-            .and_then(|caller| outbound_span::start(&caller, &mut request));
-        Box::new(async move {
-            use http_body_util::BodyExt as _;
-            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
-            if let Some(span) = span {
-                outbound_span::end(span, &sent);
-            }
-            let (response, io) = sent?;
-            Ok((
-                response.map(|body| body.boxed_unsync()),
-                Box::new(io) as IoFuture,
-            ))
-        })
     }
 }

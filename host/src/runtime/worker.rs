@@ -19,8 +19,9 @@ use super::Settings;
 use super::guest_clock;
 use super::instance::InstanceShared;
 use super::invocation::RequestInfo;
+use super::outbound_hooks::OutboundHooks;
 use super::outcome::{InstanceOutcome, TrapKind};
-use super::state::{HostState, MemoryLimiter, OutboundHooks};
+use super::state::{HostState, MemoryLimiter};
 use crate::capabilities::Capabilities;
 use crate::kv::host::{KeyValueCtx, KeyValueState};
 use crate::shutdown::{Phase, Shutdown};
@@ -35,6 +36,7 @@ pub(super) struct ComponentShared {
     pub max_reuse: usize,
     pub environment: Vec<(String, String)>,
     pub outbound: Arc<[crate::outbound::OutboundRule]>,
+    pub own_app: crate::outbound::OwnApp,
     pub kv: Arc<KeyValueCtx>,
     pub capabilities: Capabilities,
     pub logs: LogSink,
@@ -88,7 +90,12 @@ impl ComponentHost {
         let state = HostState::new(
             instance.clone(),
             &shared.environment,
-            OutboundHooks::new(shared.id.clone(), shared.outbound.clone(), instance.clone()),
+            OutboundHooks::new(
+                shared.id.clone(),
+                shared.outbound.clone(),
+                shared.own_app.clone(),
+                instance.clone(),
+            ),
             kv,
             shared.capabilities.instance(instance.clone()),
             MemoryLimiter::new(

@@ -9,14 +9,14 @@ pub mod listener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use self::connection::head::HeadLimits;
 use self::connection::registry::Connections;
-use self::connection::{ConnectionIo, ConnectionState};
+use self::connection::{ConnectionIo, ConnectionState, Protocol};
 use self::listener::Listener;
 use crate::request::outcome::Malformed;
 use crate::request::{Peer, Record, Recorder, RequestHandler};
@@ -56,16 +56,7 @@ pub async fn serve_public(
     shutdown: &Shutdown,
     grace: Duration,
 ) -> bool {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.head.max_headers)
-        // Heads reach hyper only whole and checked (see `connection`); these
-        // are the same limits, for the record.
-        .max_header_size(limits.head.max_head_size)
-        .max_buf_size(limits.head.max_head_size.max(8192))
-        .keep_alive(true);
+    let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = Connections::new(limits.max_idle_connections);
     let relieved = connections.clone();
@@ -93,21 +84,91 @@ pub async fn serve_public(
             limits.head,
             limits.response_write_timeout,
         );
-        let served = handler.clone();
-        let service =
-            hyper::service::service_fn(move |request| served.clone().serve(state.clone(), request));
-        let connection = builder.serve_connection(TokioIo::new(io), service);
-        let recorder = handler.recorder().clone();
+        let builders = builders.clone();
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(error) = connection.await {
-                connection_failed(recorder, client, &error);
-            }
+            serve_connection(io, state, handler, &builders, &shutdown).await;
             drop(slot);
         });
     }
     drop(listener);
     connections.close_all_when_idle();
     drain(&connections, tasks, shutdown, grace).await
+}
+
+/// The hyper servers of the public port, one per protocol.
+struct Builders {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// How long a new connection may take to show its protocol.
+    first_bytes: Duration,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.head.max_headers)
+            // Heads reach hyper only whole and checked (see `connection`);
+            // these are the same limits, for the record.
+            .max_header_size(limits.head.max_head_size)
+            .max_buf_size(limits.head.max_head_size.max(8192))
+            .keep_alive(true);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        // HTTP/2 has no head to check before hyper: its header list has the
+        // head's size limit; a larger one is refused by hyper (431).
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.head.max_head_size).unwrap_or(u32::MAX));
+        Builders {
+            http1,
+            http2,
+            first_bytes: limits.header_read_timeout,
+        }
+    }
+}
+
+/// Serves one connection in the protocol its first bytes tell. An HTTP/2
+/// connection is told to go away (GOAWAY) when the host starts draining:
+/// its streams in flight finish, new ones are refused.
+async fn serve_connection(
+    mut io: ConnectionIo,
+    state: Arc<ConnectionState>,
+    handler: Arc<RequestHandler>,
+    builders: &Builders,
+    shutdown: &Shutdown,
+) {
+    let client = state.peer.addr;
+    let recorder = handler.recorder().clone();
+    let protocol = match tokio::time::timeout(builders.first_bytes, io.protocol()).await {
+        Ok(Some(protocol)) => protocol,
+        // Nothing sent, as hyper's own header read timeout would end it.
+        Ok(None) | Err(_) => return,
+    };
+    let service =
+        hyper::service::service_fn(move |request| handler.clone().serve(state.clone(), request));
+    let io = TokioIo::new(io);
+    let result = match protocol {
+        Protocol::Http1 => builders.http1.serve_connection(io, service).await,
+        Protocol::Http2 => {
+            let connection = builders.http2.serve_connection(io, service);
+            let draining = shutdown.wait_for(Phase::Draining);
+            tokio::pin!(connection, draining);
+            tokio::select! {
+                result = &mut connection => result,
+                () = &mut draining => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        connection_failed(recorder, client, &error);
+    }
 }
 
 /// Waits for open connections to finish, up to `grace`; then cuts off what

@@ -11,6 +11,7 @@ mod k8s;
 mod observability;
 mod reuse;
 mod spin_apps;
+mod spin_serving;
 mod startup;
 mod support;
 mod traces;

@@ -19,6 +19,19 @@ const READ_SIZE: usize = 8 * 1024;
 const STAND_IN_11: &[u8] = b"GET / HTTP/1.1\r\nHost: refused\r\nConnection: close\r\n\r\n";
 const STAND_IN_10: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113, 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which HTTP a connection speaks, as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.x: every head checked here first.
+    Http1,
+    /// HTTP/2 with prior knowledge: passed through whole to hyper's HTTP/2
+    /// server, which applies the limits that exist in HTTP/2.
+    Http2,
+}
+
 /// The input of one connection between the socket and hyper.
 pub struct Gate {
     /// Read from the socket and not yet handed to hyper.
@@ -124,6 +137,21 @@ impl Gate {
                 Found::Body
             }
         }
+    }
+
+    /// The connection's protocol, once its first bytes tell (`None` while
+    /// they are a prefix of the HTTP/2 preface). An HTTP/2 connection's
+    /// input passes through unchecked from then on.
+    pub fn protocol(&mut self) -> Option<Protocol> {
+        let n = self.buf.len().min(PREFACE.len());
+        if self.buf[..n] != PREFACE[..n] {
+            return Some(Protocol::Http1);
+        }
+        if n < PREFACE.len() {
+            return None;
+        }
+        self.stage = Stage::Unchecked;
+        Some(Protocol::Http2)
     }
 
     /// Hands ready bytes to hyper, as many as `out` takes.
@@ -293,5 +321,27 @@ mod tests {
         assert!(gate.at_rest());
         gate.release_memory();
         assert_eq!(gate.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn the_http2_preface_passes_through_unchecked_and_http1_is_told_at_once() {
+        let mut gate = Gate::new(LIMITS);
+        assert_eq!(gate.protocol(), None, "nothing read yet");
+        gate.input().extend_from_slice(&PREFACE[..10]);
+        assert_eq!(gate.protocol(), None, "a prefix of the preface");
+        // The rest, and a frame no HTTP/1 head check would pass.
+        gate.input().extend_from_slice(&PREFACE[10..]);
+        gate.input().extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(gate.protocol(), Some(Protocol::Http2));
+        assert!(matches!(gate.examine(), Found::Body));
+        assert_eq!(gate.ready, PREFACE.len() + 9, "all of it, unchecked");
+        assert!(!gate.at_rest());
+
+        for http1 in [&b"GET / HTTP/1.1"[..], b"PUT /", b"PRI / HTTP/1.1"] {
+            let mut gate = Gate::new(LIMITS);
+            gate.input().extend_from_slice(http1);
+            assert_eq!(gate.protocol(), Some(Protocol::Http1), "{http1:?}");
+            assert!(matches!(gate.examine(), Found::NeedMore), "still checked");
+        }
     }
 }

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+pub use self::gate::Protocol;
 use self::gate::{Found, Gate};
 use self::head::HeadLimits;
 use self::linger::Linger;
@@ -72,6 +73,39 @@ impl ConnectionIo {
             match self.stream.try_read_buf(self.gate.input()) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
                 read => return Poll::Ready(read),
+            }
+        }
+    }
+
+    /// Reads until the first bytes tell the protocol. `None`: the client
+    /// closed (or the connection broke, or was closed idle) before sending
+    /// anything that could be served.
+    pub async fn protocol(&mut self) -> Option<Protocol> {
+        std::future::poll_fn(|cx| self.poll_protocol(cx)).await
+    }
+
+    fn poll_protocol(&mut self, cx: &mut Context<'_>) -> Poll<Option<Protocol>> {
+        loop {
+            if let Some(protocol) = self.gate.protocol() {
+                return Poll::Ready(Some(protocol));
+            }
+            match self.poll_fill(cx) {
+                // A few bytes then the end: HTTP/1 sees them as before.
+                Poll::Ready(Ok(0)) if self.gate.holds_input() => {
+                    return Poll::Ready(Some(Protocol::Http1));
+                }
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => self.registered.set_idle(false),
+                Poll::Pending => {
+                    if self.at_rest() {
+                        self.state.register_waker(cx.waker());
+                        if self.state.closing() {
+                            return Poll::Ready(None);
+                        }
+                        self.registered.set_idle(true);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
