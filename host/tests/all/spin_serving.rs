@@ -136,8 +136,8 @@ fn serves_http2_with_prior_knowledge_one_line_per_stream_and_http1_unchanged() {
 /// leaves the host.
 #[test]
 fn a_component_calls_its_own_app_through_self_in_the_callers_trace() {
-    let manifest =
-        crate::support::registry_and_chaos_manifest() + "allowed_outbound_hosts = [\"http://self\"]\n";
+    let manifest = crate::support::registry_and_chaos_manifest()
+        + "allowed_outbound_hosts = [\"http://self\"]\n";
     let app = AppDir::new(&manifest);
     let host = start(&app, &[]);
     let reply = get(&host.url("/chaos/fetch?url=http://self/heroes"));
@@ -150,7 +150,10 @@ fn a_component_calls_its_own_app_through_self_in_the_callers_trace() {
     let inner = line_of(&host, "/heroes");
     assert_eq!(inner["component"], "hero-registry", "{inner}");
     assert_eq!(inner["status"], 200, "{inner}");
-    assert_eq!(inner["trace_id"], outer["trace_id"], "one trace: {inner} {outer}");
+    assert_eq!(
+        inner["trace_id"], outer["trace_id"],
+        "one trace: {inner} {outer}"
+    );
     assert_ne!(inner["request_id"], outer["request_id"]);
     let missing = get(&host.url("/chaos/fetch?url=http://self/nowhere"));
     assert_eq!(missing.body, "upstream 404", "{}", missing.body);
