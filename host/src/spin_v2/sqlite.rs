@@ -6,44 +6,11 @@ use std::sync::Arc;
 use wasmtime::component::Resource;
 
 use super::sqlite2::{Error, Host, HostConnection, QueryResult, RowResult, Value as WitValue};
-use crate::sqlite::ctx::{self, GuestError, SqliteView};
+use crate::sqlite::ctx::{self, SqliteView};
 use crate::sqlite::host::ConnectionHandle;
-use crate::sqlite::query::{Rows, Value};
+use crate::sqlite::query::Rows;
 
-fn to_wit(error: GuestError) -> Error {
-    match error {
-        GuestError::NoSuchDatabase => Error::NoSuchDatabase,
-        GuestError::AccessDenied => Error::AccessDenied,
-        GuestError::InvalidConnection => Error::InvalidConnection,
-        GuestError::DatabaseFull => Error::DatabaseFull,
-        GuestError::Io(text) => Error::Io(text),
-    }
-}
-
-fn from_wit(value: WitValue) -> Value {
-    match value {
-        WitValue::Integer(i) => Value::Integer(i),
-        WitValue::Real(r) => Value::Real(r),
-        WitValue::Text(t) => Value::Text(t),
-        WitValue::Blob(b) => Value::Blob(b),
-        WitValue::Null => Value::Null,
-    }
-}
-
-fn to_row(values: Vec<Value>) -> RowResult {
-    RowResult {
-        values: values
-            .into_iter()
-            .map(|value| match value {
-                Value::Integer(i) => WitValue::Integer(i),
-                Value::Real(r) => WitValue::Real(r),
-                Value::Text(t) => WitValue::Text(t),
-                Value::Blob(b) => WitValue::Blob(b),
-                Value::Null => WitValue::Null,
-            })
-            .collect(),
-    }
-}
+crate::sqlite::wit_conversions::wit_conversions!(Error, WitValue, RowResult);
 
 impl Host for SqliteView<'_> {}
 

@@ -16,7 +16,7 @@ use wasmtime::component::{
     StreamResult, VecBuffer,
 };
 
-use super::ctx::{self, GuestError, SqliteHostView, SqliteView};
+use super::ctx::{self, SqliteHostView, SqliteView};
 use super::database::GuestConnection;
 use super::query::{Rows, Value};
 
@@ -52,40 +52,7 @@ pub fn add_to_linker<T: SqliteHostView + 'static>(linker: &mut Linker<T>) -> was
     bindings::add_to_linker::<T, Sqlite>(linker, T::sqlite)
 }
 
-fn to_wit(error: GuestError) -> WitError {
-    match error {
-        GuestError::NoSuchDatabase => WitError::NoSuchDatabase,
-        GuestError::AccessDenied => WitError::AccessDenied,
-        GuestError::InvalidConnection => WitError::InvalidConnection,
-        GuestError::DatabaseFull => WitError::DatabaseFull,
-        GuestError::Io(text) => WitError::Io(text),
-    }
-}
-
-fn from_wit(value: WitValue) -> Value {
-    match value {
-        WitValue::Integer(i) => Value::Integer(i),
-        WitValue::Real(r) => Value::Real(r),
-        WitValue::Text(t) => Value::Text(t),
-        WitValue::Blob(b) => Value::Blob(b),
-        WitValue::Null => Value::Null,
-    }
-}
-
-fn row(values: Vec<Value>) -> RowResult {
-    RowResult {
-        values: values
-            .into_iter()
-            .map(|value| match value {
-                Value::Integer(i) => WitValue::Integer(i),
-                Value::Real(r) => WitValue::Real(r),
-                Value::Text(t) => WitValue::Text(t),
-                Value::Blob(b) => WitValue::Blob(b),
-                Value::Null => WitValue::Null,
-            })
-            .collect(),
-    }
-}
+super::wit_conversions::wit_conversions!(WitError, WitValue, RowResult);
 
 impl SqliteView<'_> {
     fn open_handle(
@@ -130,7 +97,7 @@ impl bindings::HostConnection for SqliteView<'_> {
             .await
             .map(|Rows { columns, rows }| QueryResult {
                 columns,
-                rows: rows.into_iter().map(row).collect(),
+                rows: rows.into_iter().map(to_row).collect(),
             })
             .map_err(to_wit))
     }
@@ -233,7 +200,7 @@ impl<D> StreamProducer<D> for RowStream {
             Some(n) => n,
             None => ROWS_PER_READ,
         };
-        let batch: Vec<RowResult> = rows.by_ref().take(wanted).map(row).collect();
+        let batch: Vec<RowResult> = rows.by_ref().take(wanted).map(to_row).collect();
         destination.set_buffer(batch.into());
         Poll::Ready(Ok(StreamResult::Completed))
     }

@@ -9,6 +9,7 @@ pub mod ctx;
 pub mod database;
 pub mod host;
 pub mod query;
+pub mod wit_conversions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
