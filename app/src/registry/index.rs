@@ -48,14 +48,7 @@ impl<S: KeyValue> Registry<'_, S> {
 
     /// Builds every set from every hero key, then clears the lease.
     async fn build(&self, lease: &Lease) -> Result<(), ApiError> {
-        let mut ids: Vec<HeroId> = self
-            .store
-            .keys()
-            .await?
-            .iter()
-            .filter_map(|key| HeroId::from_key(key))
-            .collect();
-        ids.sort_unstable();
+        let ids = self.sorted_hero_ids().await?;
         let mut teams: BTreeMap<String, Vec<HeroId>> = BTreeMap::new();
         let mut all = Vec::with_capacity(ids.len());
         for batch in ids.chunks(BATCH) {
@@ -106,8 +99,9 @@ impl<S: KeyValue> Registry<'_, S> {
         Ok(leaves.into_iter().flatten().collect())
     }
 
-    /// A page read from every hero, as the previous version listed.
-    pub(super) async fn scan_list(&self, page: &Page<'_>) -> Result<Vec<u8>, ApiError> {
+    /// Every stored hero's id, in creation order (ids are ULIDs), read
+    /// through every key: used only to build the index and before it exists.
+    async fn sorted_hero_ids(&self) -> Result<Vec<HeroId>, ApiError> {
         let mut ids: Vec<HeroId> = self
             .store
             .keys()
@@ -116,6 +110,12 @@ impl<S: KeyValue> Registry<'_, S> {
             .filter_map(|key| HeroId::from_key(key))
             .collect();
         ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// A page read from every hero, as the previous version listed.
+    pub(super) async fn scan_list(&self, page: &Page<'_>) -> Result<Vec<u8>, ApiError> {
+        let ids = self.sorted_hero_ids().await?;
         let mut body = vec![b'['];
         let (mut skip, mut taken) = (page.offset, 0);
         for batch in ids.chunks(BATCH) {
