@@ -66,20 +66,7 @@ impl LogSink {
             line.str("source", "guest");
             line.str("stream", "otel");
             line.str("component", record.component);
-            match record.writer {
-                GuestWriter::Request {
-                    request_id,
-                    trace_id,
-                } => {
-                    line.str("request_id", request_id);
-                    line.str("trace_id", trace_id);
-                }
-                GuestWriter::Outside(why) => {
-                    line.raw("request_id", b"null");
-                    line.raw("trace_id", b"null");
-                    line.str("outside_request", why.as_str());
-                }
-            }
+            record.writer.write_fields(line);
             match record.span_id {
                 Some(span_id) => line.str("span_id", span_id),
                 None => line.raw("span_id", b"null"),

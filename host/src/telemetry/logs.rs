@@ -290,20 +290,7 @@ impl LogSink {
             line.str("source", "guest");
             line.str("stream", origin.stream.name());
             line.str("component", origin.component);
-            match origin.writer {
-                GuestWriter::Request {
-                    request_id,
-                    trace_id,
-                } => {
-                    line.str("request_id", request_id);
-                    line.str("trace_id", trace_id);
-                }
-                GuestWriter::Outside(why) => {
-                    line.raw("request_id", b"null");
-                    line.raw("trace_id", b"null");
-                    line.str("outside_request", why.as_str());
-                }
-            }
+            origin.writer.write_fields(line);
             if let Some(object) = object {
                 for (key, value) in object {
                     match key.as_str() {
@@ -402,6 +389,27 @@ pub enum GuestWriter<'a> {
     },
     /// No request's task.
     Outside(Outside),
+}
+
+impl GuestWriter<'_> {
+    /// Writes `request_id` and `trace_id` (null outside a request, with
+    /// `outside_request` saying why).
+    pub(super) fn write_fields(self, line: &mut JsonLine) {
+        match self {
+            GuestWriter::Request {
+                request_id,
+                trace_id,
+            } => {
+                line.str("request_id", request_id);
+                line.str("trace_id", trace_id);
+            }
+            GuestWriter::Outside(why) => {
+                line.raw("request_id", b"null");
+                line.raw("trace_id", b"null");
+                line.str("outside_request", why.as_str());
+            }
+        }
+    }
 }
 
 /// Where a guest line came from.
