@@ -2,54 +2,15 @@
 //! checked by promtool, and validated against the log-line JSON Schema.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Prometheus, agent, get, is_invocation, raw_exchange, raw_status,
-    registry_and_chaos_manifest, sample_value, send, start, tool,
+    AppDir, Host, Prometheus, agent, assert_log_line_valid, get, is_invocation, log_line_schema,
+    promtool_check, raw_exchange, raw_status, registry_and_chaos_manifest, sample_value, send,
+    start,
 };
-
-/// The log-line schema, compiled.
-fn schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schema/log-line.schema.json"
-    ))
-    .unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("the schema compiles")
-}
-
-fn assert_valid(schema: &jsonschema::Validator, line: &Value) {
-    let errors: Vec<String> = schema
-        .iter_errors(line)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "line does not match the schema: {errors:?}\n{line}"
-    );
-}
-
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new(tool("promtool", "prometheus"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), said)
-}
 
 /// Series (name and labels) of an exposition, each once.
 fn series(text: &str) -> Vec<String> {
@@ -254,9 +215,9 @@ fn a_thousand_mixed_requests_give_a_thousand_valid_invocation_lines() {
         .collect();
     assert_eq!(ids.len(), 1000, "request ids are unique");
 
-    let schema = schema();
+    let schema = log_line_schema();
     for line in &lines {
-        assert_valid(&schema, line);
+        assert_log_line_valid(&schema, line);
         // The seed's LogQL: `| json | level="error"` and `line_format "{{.message}}"`.
         assert!(line["message"].is_string(), "message on every line: {line}");
         let level = line["level"].as_str().unwrap();
@@ -350,7 +311,7 @@ fn hostile_bytes_in_paths_and_headers_still_give_one_valid_line_each() {
     }
     host.wait_for_invocations(before + requests.len());
     std::thread::sleep(Duration::from_millis(300));
-    let schema = schema();
+    let schema = log_line_schema();
     let raw = host.lines();
     for line in &raw {
         assert!(
@@ -365,7 +326,7 @@ fn hostile_bytes_in_paths_and_headers_still_give_one_valid_line_each() {
         "exactly one line per request"
     );
     for line in &invocations[before..] {
-        assert_valid(&schema, line);
+        assert_log_line_valid(&schema, line);
     }
     let agents: Vec<&str> = invocations
         .iter()

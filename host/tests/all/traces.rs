@@ -7,15 +7,15 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::{
-    AppDir, Host, OtlpReceiver, Prometheus, ReceivedSpan, agent, command, free_port, get,
-    registry_and_chaos_manifest, send, start_with_env, tool,
+    AppDir, Host, OtlpReceiver, Prometheus, ReceivedSpan, agent, assert_log_line_valid, command,
+    free_port, get, log_line_schema, promtool_check, registry_and_chaos_manifest, send,
+    start_with_env,
 };
 
 const SERVER: i32 = 2;
@@ -260,7 +260,7 @@ fn guest_spans_logs_and_outbound_calls_join_their_request() {
     assert_eq!(record["message"], "guest says hi");
     assert_eq!(record["hero"], "deadpond");
     assert_eq!(record["event_name"], "chaos.otel");
-    assert_valid(&record);
+    assert_log_line_valid(&log_line_schema(), &record);
 
     // A 5xx fails the server span; a 4xx does not.
     for (code, trace_id, failed) in [
@@ -517,39 +517,4 @@ fn bad_otel_variables_exit_64_naming_the_variable() {
         stderr.contains("OTEL_TRACES_SAMPLER=\"sometimes\""),
         "{stderr}"
     );
-}
-
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new(tool("promtool", "prometheus"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), said)
-}
-
-/// Checks a line against the log-line JSON Schema.
-fn assert_valid(line: &Value) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schema/log-line.schema.json"
-    ))
-    .unwrap();
-    let schema = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
-    let errors: Vec<String> = schema.iter_errors(line).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:?}\n{line}");
 }

@@ -1,10 +1,12 @@
 //! Test support, by job: the applications tests run (`apps`), the host
 //! process under test (`process`), HTTP from the client's side (`http`, and
 //! `raw` for what a well-behaved client never does), the real servers tests
-//! talk to (`prometheus`, `redis`), and an OTLP receiver (`otlp`).
+//! talk to (`prometheus`, `redis`), an OTLP receiver (`otlp`), and the
+//! log-line schema (`log_schema`).
 
 mod apps;
 mod http;
+mod log_schema;
 mod otlp;
 mod process;
 mod prometheus;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use self::apps::*;
 pub use self::http::*;
+pub use self::log_schema::*;
 pub use self::otlp::*;
 pub use self::process::*;
 pub use self::prometheus::*;
