@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, RawClient, agent, get, is_invocation, registry_and_chaos_manifest, send, start,
-    start_wrapped, wait_until,
+    AppDir, Host, RawClient, agent, cpu_seconds, get, is_invocation, registry_and_chaos_manifest,
+    send, start, start_wrapped, wait_until,
 };
 
 const GET_ROOT: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -577,21 +577,6 @@ fn out_of_file_descriptors_the_host_backs_off_and_recovers() {
         "backing off, not spinning: {spent} s of CPU in 2 s"
     );
     drop(hoard);
-}
-
-/// CPU time a process has used, from /proc (user and system, 100 Hz ticks
-/// as Linux reports them to user space).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
 }
 
 /// Counts what a set of requests got back.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{AppDir, agent, registry_and_chaos_manifest, send, start};
+use crate::support::{AppDir, agent, cpu_seconds, registry_and_chaos_manifest, send, start};
 
 /// Raises this process's open-files soft limit to the hard limit: the
 /// crowds need more sockets than the usual default of 1,024.
@@ -209,18 +209,4 @@ fn a_flood_of_idle_connections_is_held_to_the_idle_cap() {
         "{still_open} of the flood left open"
     );
     assert!(fds_during <= fds_before + 501.0, "{fds_during} descriptors");
-}
-
-/// CPU time a process has used, from /proc (user and system, 100 Hz ticks
-/// as Linux reports them to user space).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
 }
