@@ -151,18 +151,19 @@ fn a_refused_head_is_answered_after_the_pipelined_requests_before_it() {
     assert_eq!(methods, ["GET", "POST", "DELETE"]);
 }
 
+/// Creates a hero named `name` (power "p"); its id.
+fn create_hero(agent: &ureq::Agent, host: &Host, name: &str) -> String {
+    let body = format!(r#"{{"name":"{name}","power":"p"}}"#);
+    let created = send(agent, "POST", &host.url("/heroes"), Some(&body));
+    created.json()["id"].as_str().unwrap().to_owned()
+}
+
 #[test]
 fn head_no_content_and_not_modified_are_complete_not_client_closed() {
     let app = AppDir::new(&registry_and_chaos_manifest());
     let host = start(&app, &[]);
     let agent = agent();
-    let created = send(
-        &agent,
-        "POST",
-        &host.url("/heroes"),
-        Some(r#"{"name":"A","power":"p"}"#),
-    );
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let id = create_hero(&agent, &host, "A");
     let cases = [
         ("DELETE", format!("/heroes/{id}"), 204),
         ("HEAD", "/chaos/hello".to_owned(), 200),
@@ -231,13 +232,7 @@ fn only_canonical_ulids_name_a_hero() {
     let app = AppDir::registry();
     let host = start(&app, &[]);
     let agent = agent();
-    let created = send(
-        &agent,
-        "POST",
-        &host.url("/heroes"),
-        Some(r#"{"name":"U","power":"p"}"#),
-    );
-    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let id = create_hero(&agent, &host, "U");
     assert!(id.starts_with('0'), "{id}");
     assert_eq!(
         send(&agent, "GET", &host.url(&format!("/heroes/{id}")), None).status,
