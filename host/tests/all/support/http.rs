@@ -16,6 +16,14 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The value of the header `name` (lowercase) among `headers`, if any.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
@@ -30,10 +38,7 @@ pub struct Reply {
 impl Reply {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// The body as JSON.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::http::header_value;
+
 /// A response read off a raw connection.
 #[derive(Debug)]
 pub struct RawResponse {
@@ -22,10 +24,7 @@ pub struct RawResponse {
 impl RawResponse {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header_value(&self.headers, name)
     }
 
     /// The body as JSON.
