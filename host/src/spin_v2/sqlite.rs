@@ -8,9 +8,8 @@ use wasmtime::component::Resource;
 use super::sqlite2::{Error, Host, HostConnection, QueryResult, RowResult, Value as WitValue};
 use crate::sqlite::ctx::{self, SqliteView};
 use crate::sqlite::host::ConnectionHandle;
-use crate::sqlite::query::Rows;
 
-crate::sqlite::wit_conversions::wit_conversions!(Error, WitValue, RowResult);
+crate::sqlite::wit_conversions::wit_conversions!(Error, WitValue, RowResult, QueryResult);
 
 impl Host for SqliteView<'_> {}
 
@@ -38,10 +37,7 @@ impl HostConnection for SqliteView<'_> {
         let parameters = parameters.into_iter().map(from_wit).collect();
         Ok(ctx::run(statement_ctx, statement, parameters)
             .await
-            .map(|Rows { columns, rows }| QueryResult {
-                columns,
-                rows: rows.into_iter().map(to_row).collect(),
-            })
+            .map(to_query_result)
             .map_err(to_wit))
     }
 

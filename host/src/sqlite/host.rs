@@ -52,7 +52,7 @@ pub fn add_to_linker<T: SqliteHostView + 'static>(linker: &mut Linker<T>) -> was
     bindings::add_to_linker::<T, Sqlite>(linker, T::sqlite)
 }
 
-super::wit_conversions::wit_conversions!(WitError, WitValue, RowResult);
+super::wit_conversions::wit_conversions!(WitError, WitValue, RowResult, QueryResult);
 
 impl SqliteView<'_> {
     fn open_handle(
@@ -95,10 +95,7 @@ impl bindings::HostConnection for SqliteView<'_> {
         let parameters = parameters.into_iter().map(from_wit).collect();
         Ok(ctx::run(statement_ctx, statement, parameters)
             .await
-            .map(|Rows { columns, rows }| QueryResult {
-                columns,
-                rows: rows.into_iter().map(to_row).collect(),
-            })
+            .map(to_query_result)
             .map_err(to_wit))
     }
 

@@ -3,10 +3,11 @@
 //! generate distinct types of the same shape, and both convert alike.
 
 /// Defines `to_wit` (a [`super::ctx::GuestError`] as the interface's
-/// `error`), `from_wit` (a parameter) and `to_row` (a result row) for the
-/// interface whose `error`, `value` and `row-result` types are named.
+/// `error`), `from_wit` (a parameter), `to_row` (a result row) and
+/// `to_query_result` (a whole result) for the interface whose `error`,
+/// `value`, `row-result` and `query-result` types are named.
 macro_rules! wit_conversions {
-    ($error:ident, $value:ident, $row:ident) => {
+    ($error:ident, $value:ident, $row:ident, $result:ident) => {
         fn to_wit(error: $crate::sqlite::ctx::GuestError) -> $error {
             use $crate::sqlite::ctx::GuestError;
             match error {
@@ -42,6 +43,13 @@ macro_rules! wit_conversions {
                         Value::Null => $value::Null,
                     })
                     .collect(),
+            }
+        }
+
+        fn to_query_result(rows: $crate::sqlite::query::Rows) -> $result {
+            $result {
+                columns: rows.columns,
+                rows: rows.rows.into_iter().map(to_row).collect(),
             }
         }
     };
