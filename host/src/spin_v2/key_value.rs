@@ -4,7 +4,8 @@
 use wasmtime::component::Resource;
 
 use super::kv2::{Error, Host, HostStore};
-use crate::kv::host::{KeyValueView, KvError, StoreHandle, WitError, timed};
+use crate::kv::host::{KeyValueView, KvError, Operation, StoreHandle, WitError, timed};
+use crate::kv::{LabeledStore, StoreError};
 
 /// A v3 error in this version's type; a host bug stays a trap.
 fn convert<T>(result: Result<T, KvError>) -> wasmtime::Result<Result<T, Error>> {
@@ -18,6 +19,20 @@ fn convert<T>(result: Result<T, KvError>) -> wasmtime::Result<Result<T, Error>> 
             WitError::Other(text) => Error::Other(text),
         })),
     }
+}
+
+/// Runs `run` on the store of a resolved handle as the timed operation
+/// `name`; the outcome, or why the handle did not resolve, in this version's
+/// types.
+async fn run_timed<R>(
+    operation: Result<Operation, KvError>,
+    name: &'static str,
+    run: impl AsyncFnOnce(&LabeledStore) -> Result<R, StoreError>,
+) -> wasmtime::Result<Result<R, Error>> {
+    convert(match operation {
+        Ok(op) => timed(op, name, run).await.map_err(KvError::from),
+        Err(error) => Err(error),
+    })
 }
 
 impl Host for KeyValueView<'_> {}
@@ -35,13 +50,10 @@ impl HostStore for KeyValueView<'_> {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let operation = self.operation(&handle);
-        convert(match operation {
-            Ok(op) => timed(op, "get", async |s| s.backend.get(&key).await)
-                .await
-                .map_err(KvError::from),
-            Err(error) => Err(error),
+        run_timed(self.operation(&handle), "get", async |s| {
+            s.backend.get(&key).await
         })
+        .await
     }
 
     async fn set(
@@ -50,13 +62,10 @@ impl HostStore for KeyValueView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let operation = self.operation(&handle);
-        convert(match operation {
-            Ok(op) => timed(op, "set", async |s| s.backend.set(&key, &value).await)
-                .await
-                .map_err(KvError::from),
-            Err(error) => Err(error),
+        run_timed(self.operation(&handle), "set", async |s| {
+            s.backend.set(&key, &value).await
         })
+        .await
     }
 
     async fn delete(
@@ -64,13 +73,10 @@ impl HostStore for KeyValueView<'_> {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let operation = self.operation(&handle);
-        convert(match operation {
-            Ok(op) => timed(op, "delete", async |s| s.backend.delete(&key).await)
-                .await
-                .map_err(KvError::from),
-            Err(error) => Err(error),
+        run_timed(self.operation(&handle), "delete", async |s| {
+            s.backend.delete(&key).await
         })
+        .await
     }
 
     async fn exists(
@@ -78,26 +84,20 @@ impl HostStore for KeyValueView<'_> {
         handle: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        let operation = self.operation(&handle);
-        convert(match operation {
-            Ok(op) => timed(op, "exists", async |s| s.backend.exists(&key).await)
-                .await
-                .map_err(KvError::from),
-            Err(error) => Err(error),
+        run_timed(self.operation(&handle), "exists", async |s| {
+            s.backend.exists(&key).await
         })
+        .await
     }
 
     async fn get_keys(
         &mut self,
         handle: Resource<StoreHandle>,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        let operation = self.operation(&handle);
-        convert(match operation {
-            Ok(op) => timed(op, "get_keys", async |s| s.backend.keys().await)
-                .await
-                .map_err(KvError::from),
-            Err(error) => Err(error),
+        run_timed(self.operation(&handle), "get_keys", async |s| {
+            s.backend.keys().await
         })
+        .await
     }
 
     async fn drop(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
