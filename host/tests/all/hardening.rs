@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Redis, agent, get, is_invocation, raw_exchange, raw_status,
+    AppDir, Host, Redis, agent, get, is_invocation, post_new_hero, raw_exchange, raw_status,
     registry_and_chaos_manifest, send, start, wait_until,
 };
 
@@ -156,14 +156,11 @@ fn two_hosts_on_one_redis_share_heroes() {
         &["--runtime-config-file", &redis_config(&app_b, &redis)],
     );
     let agent = agent();
-    let created = send(
+    let id = post_new_hero(
         &agent,
-        "POST",
         &host_a.url("/heroes"),
-        Some(r#"{"name":"Shared","power":"replication"}"#),
+        r#"{"name":"Shared","power":"replication"}"#,
     );
-    assert_eq!(created.status, 201);
-    let id = created.json()["id"].as_str().unwrap().to_owned();
     let seen = send(&agent, "GET", &host_b.url(&format!("/heroes/{id}")), None);
     assert_eq!(
         (seen.status, seen.json()["name"].clone()),

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{AppDir, agent, run_to_exit, send, try_start};
+use crate::support::{AppDir, agent, post_new_hero, run_to_exit, send, try_start};
 
 /// A runtime config putting the `default` store in `db`.
 fn store_at(app: &AppDir, db: &std::path::Path) -> String {
@@ -35,14 +35,11 @@ fn two_hosts_creating_one_store_at_once_both_serve() {
         });
         let a = a.unwrap_or_else(|failure| panic!("attempt {attempt}, first host: {failure}"));
         let b = b.unwrap_or_else(|failure| panic!("attempt {attempt}, second host: {failure}"));
-        let created = send(
+        let id = post_new_hero(
             &agent(),
-            "POST",
             &a.url("/heroes"),
-            Some(r#"{"name":"Twin","power":"p"}"#),
+            r#"{"name":"Twin","power":"p"}"#,
         );
-        assert_eq!(created.status, 201, "{}", created.body);
-        let id = created.json()["id"].as_str().unwrap().to_owned();
         let seen = send(&agent(), "GET", &b.url(&format!("/heroes/{id}")), None);
         assert_eq!(seen.status, 200, "one store, seen by both");
     }

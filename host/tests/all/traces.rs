@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::support::{
     AppDir, Host, OtlpReceiver, Prometheus, ReceivedSpan, agent, assert_log_line_valid, command,
-    free_port, get, log_line_schema, promtool_check, registry_and_chaos_manifest, send,
-    start_with_env,
+    free_port, get, log_line_schema, post_new_hero, promtool_check, registry_and_chaos_manifest,
+    send, start_with_env,
 };
 
 const SERVER: i32 = 2;
@@ -114,14 +114,11 @@ fn every_request_is_a_server_span_with_its_children_and_its_line_names_it() {
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=heroes"),
         ],
     );
-    let created = send(
+    let id = post_new_hero(
         &agent(),
-        "POST",
         &host.url("/heroes"),
-        Some(r#"{"name":"Deadpond","power":"regeneration"}"#),
+        r#"{"name":"Deadpond","power":"regeneration"}"#,
     );
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.json()["id"].as_str().unwrap().to_owned();
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let path = format!("/heroes/{id}");

@@ -24,6 +24,14 @@ pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// Creates a hero from the JSON `body` by a POST to `heroes_url`, failing
+/// unless it is answered 201; the new hero's id.
+pub fn post_new_hero(agent: &ureq::Agent, heroes_url: &str, body: &str) -> String {
+    let created = send(agent, "POST", heroes_url, Some(body));
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.json()["id"].as_str().unwrap().to_owned()
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
