@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub mod capture;
+pub mod guest_origin;
 pub mod guest_records;
 pub mod host_events;
 pub mod json_line;
