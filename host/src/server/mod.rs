@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod connection;
 pub mod listener;
+mod memory;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,10 @@ pub async fn serve_public(
     let builders = Arc::new(Builders::new(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = Connections::new(limits.max_idle_connections);
+    tokio::spawn(memory::give_back_after_crowds(
+        connections.clone(),
+        shutdown.clone(),
+    ));
     let relieved = connections.clone();
     let mut listener =
         Listener::new(listener, "public").relieved_by(move || relieved.close_longest_idle(RELIEF));

@@ -1,7 +1,8 @@
 //! Crowds of bad clients against the real host over real sockets: 1,000
 //! clients trickling request bodies and 100 that never read their responses
-//! beside one healthy client, and a flood of idle connections with the
-//! host's memory before, during and after. The figures are printed (run with
+//! beside one healthy client, a flood of idle connections, and a crowd of
+//! slow senders that comes and goes, with the host's memory before, during
+//! and after. The figures are printed (run with
 //! `--nocapture`); speed is measured here, never asserted.
 
 use std::io::Write;
@@ -150,6 +151,60 @@ fn a_healthy_client_sees_no_errors_beside_slow_senders_and_non_readers() {
     );
     assert!(latencies.len() >= 50, "{} requests", latencies.len());
     drop((slow, non_readers));
+}
+
+/// 6,000 slow senders (a head, a slice of a 100 KB body, then nothing) come
+/// and go: the host's memory, which their buffers took, comes back near
+/// where it was instead of staying at the crowd's peak.
+#[test]
+fn memory_comes_back_after_a_crowd_of_slow_senders_leaves() {
+    let _heavy = crate::support::exclusive();
+    let available = raise_open_files();
+    assert!(
+        available >= 8_000,
+        "the crowd needs 8,000 open files; the hard limit is {available}"
+    );
+    let app = AppDir::registry();
+    let host = start(&app, &[]);
+    let agent = agent();
+    for _ in 0..50 {
+        assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 200);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let before = host.rss_kb();
+    let head = b"POST /heroes HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                 content-length: 100000\r\n\r\n";
+    let crowd: Vec<TcpStream> = (0..6000)
+        .map(|_| {
+            let mut stream = TcpStream::connect(host.addr).unwrap();
+            stream.write_all(head).unwrap();
+            stream.write_all(&[b'{'; 2000]).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = host.rss_kb();
+    drop(crowd);
+    let started = Instant::now();
+    let mut after = host.rss_kb();
+    while after > before + 32 * 1024 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+        after = host.rss_kb();
+    }
+    println!(
+        "6,000 slow senders: RSS before {before} KiB, during {during} KiB, \
+         after {after} KiB ({:.1} s after they left)",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        during > before + 64 * 1024,
+        "the crowd should take memory to give back: {before} KiB to {during} KiB"
+    );
+    assert!(
+        after <= before + 32 * 1024,
+        "memory stayed at {after} KiB after the crowd left ({before} KiB before, {during} KiB during)"
+    );
+    assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 200);
 }
 
 #[test]

@@ -17,6 +17,8 @@ use super::state::ConnectionState;
 /// Every open connection.
 pub struct Connections {
     open: Mutex<HashMap<u64, Arc<ConnectionState>>>,
+    /// The most connections open at once since [`Connections::take_peak`].
+    peak: AtomicUsize,
     next_id: AtomicU64,
     idle: AtomicUsize,
     max_idle: usize,
@@ -35,6 +37,7 @@ impl Connections {
     pub fn new(max_idle: usize) -> Arc<Self> {
         Arc::new(Connections {
             open: Mutex::new(HashMap::new()),
+            peak: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             idle: AtomicUsize::new(0),
             max_idle,
@@ -45,7 +48,12 @@ impl Connections {
     /// Adds a connection.
     pub fn register(self: &Arc<Self>, state: Arc<ConnectionState>) -> Registered {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, state.clone());
+        let open = {
+            let mut open = self.lock();
+            open.insert(id, state.clone());
+            open.len()
+        };
+        self.peak.fetch_max(open, Ordering::Relaxed);
         Registered {
             connections: self.clone(),
             id,
@@ -56,6 +64,13 @@ impl Connections {
     /// Connections open now.
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// The most connections open at once since the last call, and the
+    /// number open now (the next period's starting peak).
+    pub fn take_peak(&self) -> (usize, usize) {
+        let open = self.count();
+        (self.peak.swap(open, Ordering::Relaxed).max(open), open)
     }
 
     /// Connections idle now.
