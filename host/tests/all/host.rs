@@ -526,10 +526,15 @@ fn instances_are_reused_by_default_and_fresh_at_a_reuse_count_of_one() {
     let reusing = start(&app, &[]);
     // A request that arrives before the previous one has handed its instance
     // back (the response is out, the bookkeeping not yet done) gets a fresh
-    // instance, so not every later request is a reuse; some must be.
+    // instance, so not every later request is a reuse; some must be. For the
+    // same reason a line may be written just after the next request's: the
+    // check does not rely on their order.
     let reused = reuse_of_sequential_requests(&reusing, 6);
-    assert_eq!(reused[0], json!(false), "the first request instantiates");
-    assert!(reused[1..].contains(&json!(true)), "{reused:?}");
+    assert!(
+        reused.contains(&json!(false)),
+        "the first request instantiates: {reused:?}"
+    );
+    assert!(reused.contains(&json!(true)), "{reused:?}");
     let fresh = start(&app, &["--max-instance-reuse-count", "1"]);
     assert_eq!(
         reuse_of_sequential_requests(&fresh, 4),
