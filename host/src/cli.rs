@@ -256,7 +256,13 @@ Every flag can also be set through its environment variable, shown in brackets.
 
 Logs: one JSON object per line on stdout; exactly one invocation line per
 request, plus the guest's own output lines (source=\"guest\").
-Metrics: Prometheus text on http://<admin-listen>/metrics.
+Metrics: Prometheus text on http://<admin-listen>/metrics (OpenMetrics, with
+exemplars, to `Accept: application/openmetrics-text`).
+Traces: off unless the OpenTelemetry variables ask for them:
+OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
+OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf or grpc), OTEL_EXPORTER_OTLP_HEADERS,
+OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER and
+OTEL_TRACES_SAMPLER_ARG; OTEL_SDK_DISABLED=true turns them off.
 
 Signals: SIGTERM or SIGINT stop accepting connections, turn /readyz false,
 let in-flight requests finish (up to --shutdown-grace), flush logs and exit 0.
