@@ -92,8 +92,8 @@ impl<S: KeyValue> Registry<'_, S> {
                 continue;
             }
             let dir = parse_directory(&keys[1], dir.as_deref())?;
-            let last = attempt == LIST_ATTEMPTS;
-            if let Some(body) = self.page(set, &log, &dir, page, last).await? {
+            let tolerate_deleted = attempt == LIST_ATTEMPTS;
+            if let Some(body) = self.page(set, &log, &dir, page, tolerate_deleted).await? {
                 return Ok(body);
             }
         }
@@ -102,16 +102,16 @@ impl<S: KeyValue> Registry<'_, S> {
         ))
     }
 
-    /// The page, or `None` if a leaf was retired meanwhile or, unless this
-    /// is the `last` attempt, a chosen hero was deleted meanwhile (read
-    /// again).
+    /// The page, or `None` if a leaf was retired meanwhile or, unless
+    /// `tolerate_deleted` (the last attempt), a chosen hero was deleted
+    /// meanwhile (read again).
     async fn page(
         &self,
         set: SetName<'_>,
         log: &Log,
         dir: &Directory,
         page: &Page<'_>,
-        last: bool,
+        tolerate_deleted: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         // Ids whose membership the leaves may not show yet, by leaf.
         let mut pending: BTreeMap<usize, Vec<HeroId>> = BTreeMap::new();
@@ -159,7 +159,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 break;
             }
         }
-        self.body(&chosen, resolved, last).await
+        self.body(&chosen, resolved, tolerate_deleted).await
     }
 
     /// Reads the heroes of `ids` into `resolved`.

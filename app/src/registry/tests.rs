@@ -1,8 +1,10 @@
 //! The data model against the in-memory store: pages across leaves, what a
 //! list costs, writes that show at once, folding, indexing an old store;
-//! racing writers (`races`) and hosts killed between two writes (`crashes`).
+//! racing writers (`races`), hosts killed between two writes (`crashes`),
+//! and a delete landing inside a list's read (`deleted_mid_list`).
 
 mod crashes;
+mod deleted_mid_list;
 mod races;
 
 use std::cell::Cell;
