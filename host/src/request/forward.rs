@@ -2,7 +2,7 @@
 //! the host's span in `traceparent`, and no transport headers (its body is
 //! already counted and limited, see `body`).
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Uri};
 use wasmtime_wasi_http::WasiBody;
 
@@ -54,10 +54,6 @@ pub fn guest_request(
         },
     )
     .map_err(|_| "a path segment cannot be a header value")?;
-    headers.insert(
-        HeaderName::from_static("traceparent"),
-        HeaderValue::from_bytes(forwarding.info.trace.traceparent().as_bytes())
-            .map_err(|_| "invalid trace context")?,
-    );
+    forwarding.info.trace.set_traceparent(headers);
     Ok(Request::from_parts(parts, body))
 }

@@ -20,7 +20,7 @@ use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::{Invocation, LogSink, level_of};
 use crate::telemetry::metrics::exemplars::ExemplarIds;
 use crate::telemetry::metrics::{InvocationCounts, Metrics, RequestRecord, normalize_method};
-use crate::telemetry::trace::{TraceContext, new_request_id};
+use crate::telemetry::trace::{TRACEPARENT, TraceContext, new_request_id};
 use crate::telemetry::traces::{ServerEnd, ServerSpan, Traces};
 
 /// Status logged for a request whose client left before any response.
@@ -93,9 +93,7 @@ impl Record {
         let (trace, span, spans) = match recorder.traces.start_request(request, method, client) {
             Some(traced) => (traced.context, Some(traced.server), Some(traced.spans)),
             None => (
-                TraceContext::from_traceparent(
-                    headers.get("traceparent").map(HeaderValue::as_bytes),
-                ),
+                TraceContext::from_traceparent(headers.get(TRACEPARENT).map(HeaderValue::as_bytes)),
                 None,
                 None,
             ),

@@ -4,15 +4,12 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
 use super::instance::InstanceShared;
 use super::outbound_span;
 use crate::outbound::{self, OutboundRule, OwnApp};
-
-/// The W3C trace context header.
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+use crate::telemetry::trace::TRACEPARENT;
 
 /// The wasi:http hooks: outbound requests only to `allowed_outbound_hosts`,
 /// each a client span of its request when traced, with the trace context in
@@ -115,9 +112,8 @@ impl WasiHttpHooks for OutboundHooks {
         if to_own_app
             && let Some(caller) = &caller
             && !request.headers().contains_key(TRACEPARENT)
-            && let Ok(value) = HeaderValue::from_bytes(caller.trace.traceparent().as_bytes())
         {
-            request.headers_mut().insert(TRACEPARENT, value);
+            caller.trace.set_traceparent(request.headers_mut());
         }
         Box::new(async move {
             use http_body_util::BodyExt as _;

@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+/// The W3C trace context header.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// An id held as lowercase hex digits, inline.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HexId<const N: usize>([u8; N]);
@@ -112,6 +115,14 @@ impl TraceContext {
         header[36..52].copy_from_slice(self.span_id.as_str().as_bytes());
         header[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
         TraceParent(header)
+    }
+
+    /// Sets `traceparent` in `headers` to [`Self::traceparent`], replacing
+    /// any the request had.
+    pub fn set_traceparent(&self, headers: &mut http::HeaderMap) {
+        let value = http::HeaderValue::from_bytes(self.traceparent().as_bytes())
+            .expect("hex digits and dashes are a valid header value");
+        headers.insert(TRACEPARENT, value);
     }
 }
 
