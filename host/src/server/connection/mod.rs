@@ -96,16 +96,8 @@ impl ConnectionIo {
                 }
                 Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(_)) => self.registered.set_idle(false),
-                Poll::Pending => {
-                    if self.at_rest() {
-                        self.state.register_waker(cx.waker());
-                        if self.state.closing() {
-                            return Poll::Ready(None);
-                        }
-                        self.registered.set_idle(true);
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending if self.rest(cx) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -114,6 +106,23 @@ impl ConnectionIo {
     /// flight.
     fn at_rest(&self) -> bool {
         self.gate.at_rest() && !self.state.busy()
+    }
+
+    /// Nothing more to read now. A connection at rest counts as idle (and
+    /// gives back its input buffer) until input comes, and is woken when it
+    /// is to be closed; returns whether it should end now (closed from our
+    /// side while at rest).
+    fn rest(&mut self, cx: &Context<'_>) -> bool {
+        if !self.at_rest() {
+            return false;
+        }
+        self.state.register_waker(cx.waker());
+        if self.state.closing() {
+            return true;
+        }
+        self.registered.set_idle(true);
+        self.gate.release_memory();
+        false
     }
 }
 
@@ -141,19 +150,10 @@ impl AsyncRead for ConnectionIo {
                         continue;
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                    Poll::Pending => {
-                        if this.at_rest() {
-                            this.state.register_waker(cx.waker());
-                            if this.state.closing() {
-                                // Ended from our side, between requests and
-                                // with nothing unread: hyper closes quietly.
-                                return Poll::Ready(Ok(()));
-                            }
-                            this.registered.set_idle(true);
-                            this.gate.release_memory();
-                        }
-                        return Poll::Pending;
-                    }
+                    // Ended from our side, between requests and with
+                    // nothing unread: hyper closes quietly.
+                    Poll::Pending if this.rest(cx) => return Poll::Ready(Ok(())),
+                    Poll::Pending => return Poll::Pending,
                 },
             }
             this.gate.hand_over(out);
