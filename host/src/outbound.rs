@@ -162,6 +162,38 @@ impl OwnApp {
     }
 }
 
+/// Where an outbound request to `uri` may go: `Ok(None)` to `uri` itself
+/// when a rule allows it; `Ok(Some(..))` to the app's own listener for a URL
+/// with no host or with the host `self` (wasi:http 0.3 refuses a URL without
+/// a host before the host sees it) when `http://self` is allowed; else why
+/// not, for the log.
+pub fn destination(
+    rules: &[OutboundRule],
+    own_app: &OwnApp,
+    uri: &http::Uri,
+) -> Result<Option<http::Uri>, String> {
+    if uri.authority().is_none() || uri.host() == Some("self") {
+        if !allows_own_app(rules) {
+            return Err(format!(
+                "{uri}: a URL without a host calls the app itself, which needs \
+                 `http://self` in allowed_outbound_hosts"
+            ));
+        }
+        return own_app
+            .absolute(uri)
+            .map(Some)
+            .ok_or_else(|| format!("{uri}: the app is not listening yet"));
+    }
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or("");
+    let port = uri.port_u16().unwrap_or_else(|| default_port(scheme));
+    if is_allowed(rules, scheme, host, port) {
+        Ok(None)
+    } else {
+        Err(format!("{scheme}://{host}:{port}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +289,37 @@ mod tests {
             app.absolute(&relative).unwrap().to_string(),
             "http://127.0.0.1:3000/count?x=1"
         );
+    }
+
+    #[test]
+    fn requests_without_a_host_or_to_self_go_to_the_app_when_allowed() {
+        let uri = |text: &str| text.parse::<http::Uri>().unwrap();
+        let rules = [
+            OutboundRule::parse("http://self").unwrap(),
+            OutboundRule::parse("https://api.example.com").unwrap(),
+        ];
+        let app = OwnApp::default();
+        let early = destination(&rules, &app, &uri("/heroes")).unwrap_err();
+        assert!(early.contains("not listening"), "{early}");
+        app.listening_on("127.0.0.1:3000".parse().unwrap());
+        for own in ["/heroes?limit=1", "http://self/heroes?limit=1"] {
+            assert_eq!(
+                destination(&rules, &app, &uri(own)),
+                Ok(Some(uri("http://127.0.0.1:3000/heroes?limit=1"))),
+                "{own}"
+            );
+        }
+        assert_eq!(
+            destination(&rules, &app, &uri("https://api.example.com/x")),
+            Ok(None)
+        );
+        let denied = destination(&rules, &app, &uri("http://api.example.com/x")).unwrap_err();
+        assert_eq!(denied, "http://api.example.com:80");
+
+        let others = [OutboundRule::parse("*://*:*").unwrap()];
+        let refused = destination(&others, &app, &uri("/heroes")).unwrap_err();
+        assert!(refused.contains("http://self"), "{refused}");
+        assert!(destination(&others, &app, &uri("http://self:8080/")).is_err());
     }
 
     #[test]

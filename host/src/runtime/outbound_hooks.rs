@@ -37,37 +37,6 @@ impl OutboundHooks {
             instance,
         }
     }
-
-    /// Where a request may go: its own URI when the rules allow it, the
-    /// app's own listener for a URL with no host or with the host `self`
-    /// when `http://self` is allowed; else why not.
-    fn destination(&self, uri: &http::Uri) -> Result<Option<http::Uri>, String> {
-        // `http://self/...` too: wasi:http 0.3 refuses a URL without a host
-        // before it reaches the host.
-        if uri.authority().is_none() || uri.host() == Some("self") {
-            if !outbound::allows_own_app(&self.rules) {
-                return Err(format!(
-                    "{uri}: a URL without a host calls the app itself, which needs \
-                     `http://self` in allowed_outbound_hosts"
-                ));
-            }
-            return self
-                .own_app
-                .absolute(uri)
-                .map(Some)
-                .ok_or_else(|| format!("{uri}: the app is not listening yet"));
-        }
-        let scheme = uri.scheme_str().unwrap_or("http");
-        let host = uri.host().unwrap_or("");
-        let port = uri
-            .port_u16()
-            .unwrap_or_else(|| outbound::default_port(scheme));
-        if outbound::is_allowed(&self.rules, scheme, host, port) {
-            Ok(None)
-        } else {
-            Err(format!("{scheme}://{host}:{port}"))
-        }
-    }
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -83,7 +52,7 @@ impl WasiHttpHooks for OutboundHooks {
             + Send,
     > {
         let mut request = request;
-        let own_app = match self.destination(request.uri()) {
+        let own_app = match outbound::destination(&self.rules, &self.own_app, request.uri()) {
             Ok(own_app) => own_app,
             Err(why) => {
                 tracing::warn!(
