@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{AppDir, agent, cpu_seconds, registry_and_chaos_manifest, send, start};
+use crate::support::{AppDir, Host, agent, cpu_seconds, registry_and_chaos_manifest, send, start};
 
 /// Raises this process's open-files soft limit to the hard limit: the
 /// crowds need more sockets than the usual default of 1,024.
@@ -153,24 +153,33 @@ fn a_healthy_client_sees_no_errors_beside_slow_senders_and_non_readers() {
     drop((slow, non_readers));
 }
 
+/// A host serving the registry with `args`, in a process allowed the
+/// `files` open files `what` needs, warmed by 50 lists and left a second to
+/// settle (so its memory is measured at rest).
+fn settled_host(args: &[&str], files: u64, what: &str) -> (AppDir, Host) {
+    let available = raise_open_files();
+    assert!(
+        available >= files,
+        "{what} needs {files} open files; the hard limit is {available}"
+    );
+    let app = AppDir::registry();
+    let host = start(&app, args);
+    let agent = agent();
+    for _ in 0..50 {
+        assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 200);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    (app, host)
+}
+
 /// 6,000 slow senders (a head, a slice of a 100 KB body, then nothing) come
 /// and go: the host's memory, which their buffers took, comes back near
 /// where it was instead of staying at the crowd's peak.
 #[test]
 fn memory_comes_back_after_a_crowd_of_slow_senders_leaves() {
     let _heavy = crate::support::exclusive();
-    let available = raise_open_files();
-    assert!(
-        available >= 8_000,
-        "the crowd needs 8,000 open files; the hard limit is {available}"
-    );
-    let app = AppDir::registry();
-    let host = start(&app, &[]);
+    let (_app, host) = settled_host(&[], 8_000, "the crowd");
     let agent = agent();
-    for _ in 0..50 {
-        assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 200);
-    }
-    std::thread::sleep(Duration::from_secs(1));
     let before = host.rss_kb();
     let head = b"POST /heroes HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
                  content-length: 100000\r\n\r\n";
@@ -210,26 +219,13 @@ fn memory_comes_back_after_a_crowd_of_slow_senders_leaves() {
 #[test]
 fn a_flood_of_idle_connections_is_held_to_the_idle_cap() {
     let _heavy = crate::support::exclusive();
-    let available = raise_open_files();
-    assert!(
-        available >= 12_000,
-        "the flood needs 12,000 open files; the hard limit is {available}"
-    );
-    let app = AppDir::registry();
-    let host = start(
-        &app,
-        &[
-            "--max-idle-connections",
-            "500",
-            "--header-read-timeout",
-            "120s",
-        ],
-    );
-    let agent = agent();
-    for _ in 0..50 {
-        assert_eq!(send(&agent, "GET", &host.url("/heroes"), None).status, 200);
-    }
-    std::thread::sleep(Duration::from_secs(1));
+    let args = [
+        "--max-idle-connections",
+        "500",
+        "--header-read-timeout",
+        "120s",
+    ];
+    let (_app, host) = settled_host(&args, 12_000, "the flood");
     let (before, fds_before) = (host.rss_kb(), host.metric_sum("process_open_fds", ""));
     let flood: Vec<TcpStream> = (0..9000)
         .map(|_| TcpStream::connect(host.addr).unwrap())
