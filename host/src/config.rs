@@ -29,8 +29,15 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const MAX_HEAD_SIZE_CEILING: u64 = 64 * 1024;
 
 /// Instances beyond the concurrency limit: idle ones waiting for reuse and
-/// ones finishing their last response need room too.
+/// ones finishing their last response need room too: as many spares as
+/// concurrent requests, at least [`MIN_SPARE_INSTANCES`] and at most this
+/// many. A small limit keeps the pool's address-space reservation small
+/// (every instance slot reserves its memories' full 4 GiB), which lets tools
+/// with a smaller address space, such as valgrind, run the host.
 const SPARE_INSTANCES: u32 = 64;
+
+/// The fewest spare instances, whatever the concurrency limit.
+const MIN_SPARE_INSTANCES: u32 = 4;
 
 /// Everything `up` runs with.
 #[derive(Debug)]
@@ -121,7 +128,9 @@ impl HostConfig {
                 max_reuse: args.max_instance_reuse_count.get() as usize,
                 max_concurrent_reuse: args.max_instance_concurrent_reuse_count.get() as usize,
                 idle_instance_timeout: args.idle_instance_timeout,
-                max_instances: max_concurrent_requests.saturating_add(SPARE_INSTANCES),
+                max_instances: max_concurrent_requests.saturating_add(
+                    max_concurrent_requests.clamp(MIN_SPARE_INSTANCES, SPARE_INSTANCES),
+                ),
             },
             request_limits: Limits {
                 max_request_body: args.max_request_body_size,
@@ -344,10 +353,19 @@ source = "demo.wasm"
         )
         .unwrap();
         assert_eq!(config.request_limits.max_concurrent_requests, 10);
-        assert_eq!(config.runtime.max_instances, 10 + SPARE_INSTANCES);
+        assert_eq!(config.runtime.max_instances, 10 + 10);
         assert_eq!(config.runtime.max_concurrent_reuse, 4);
         assert_eq!(config.request_limits.max_request_body, 2048);
         assert_eq!(config.runtime.request_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn spare_instances_follow_the_concurrency_limit_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        for (limit, instances) in [("1", 1 + 4), ("30", 30 + 30), ("500", 500 + 64)] {
+            let config = config(dir.path(), &["--max-concurrent-requests", limit]).unwrap();
+            assert_eq!(config.runtime.max_instances, instances, "limit {limit}");
+        }
     }
 
     #[test]
