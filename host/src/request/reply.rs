@@ -11,6 +11,9 @@ use super::body::ResponseBody;
 use super::outcome::Failure;
 use super::record::Record;
 
+/// The header naming the request, as in its log line.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// What to answer.
 pub enum Reply {
     /// The guest's response.
@@ -115,9 +118,7 @@ impl Reply {
                 response
             }
         };
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), request_id);
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
         response
     }
 }

@@ -68,6 +68,17 @@ impl RouteHeaders {
     }
 }
 
+// The names, checked once at compile time rather than on every request.
+const FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+/// Spin serves every app at the root.
+const ROOT_BASE_PATH: HeaderValue = HeaderValue::from_static("/");
+
 /// What one request adds to its route's values.
 pub struct RequestValues<'a> {
     /// The full URL, also the guest's request URI (see [`full_url`]).
@@ -97,32 +108,17 @@ pub fn insert(
     request: &RequestValues<'_>,
 ) -> Result<(), InvalidHeaderValue> {
     headers.insert(
-        HeaderName::from_static("spin-full-url"),
+        FULL_URL,
         HeaderValue::from_maybe_shared(request.full_url.clone())?,
     );
-    headers.insert(
-        HeaderName::from_static("spin-path-info"),
-        HeaderValue::from_str(request.path_info)?,
-    );
-    headers.insert(
-        HeaderName::from_static("spin-matched-route"),
-        route.matched_route.clone(),
-    );
-    headers.insert(
-        HeaderName::from_static("spin-base-path"),
-        HeaderValue::from_static("/"),
-    );
-    headers.insert(
-        HeaderName::from_static("spin-raw-component-route"),
-        route.raw_route.clone(),
-    );
-    headers.insert(
-        HeaderName::from_static("spin-component-route"),
-        route.component_route.clone(),
-    );
+    headers.insert(PATH_INFO, HeaderValue::from_str(request.path_info)?);
+    headers.insert(MATCHED_ROUTE, route.matched_route.clone());
+    headers.insert(BASE_PATH, ROOT_BASE_PATH);
+    headers.insert(RAW_COMPONENT_ROUTE, route.raw_route.clone());
+    headers.insert(COMPONENT_ROUTE, route.component_route.clone());
     match request.client_addr {
-        Some(client) => headers.insert(HeaderName::from_static("spin-client-addr"), client.clone()),
-        None => headers.remove(HeaderName::from_static("spin-client-addr")),
+        Some(client) => headers.insert(CLIENT_ADDR, client.clone()),
+        None => headers.remove(CLIENT_ADDR),
     };
     for (name, value) in request.params {
         if let Some((_, header)) = route.params.iter().find(|(param, _)| &**param == *name) {
