@@ -7,6 +7,7 @@ mod capabilities;
 mod cli;
 mod config;
 mod fd_limit;
+mod guest_stream;
 mod kv;
 mod manifest;
 mod otel;
