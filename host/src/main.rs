@@ -9,6 +9,7 @@ mod config;
 mod fd_limit;
 mod guest_stream;
 mod kv;
+mod labeled;
 mod manifest;
 mod otel;
 mod outbound;
