@@ -92,19 +92,21 @@ fn scenarios(out: &mut String, results: &Results) {
     }
     for title in titles {
         let rows: Vec<&Row> = results.rows.iter().filter(|r| r.title == title).collect();
-        let _ = writeln!(out, "\n{title}");
-        let _ = writeln!(
+        section(
             out,
-            "  {:<LABEL$} {:>10} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8}",
-            "contender",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "errors",
-            "peak RSS",
-            "× req/s",
-            "× p99"
+            title,
+            format_args!(
+                "{:<LABEL$} {:>10} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8}",
+                "contender",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "errors",
+                "peak RSS",
+                "× req/s",
+                "× p99"
+            ),
         );
         for row in &rows {
             let l = &row.load.latency;
@@ -140,14 +142,13 @@ fn ladder(out: &mut String, results: &Results) {
     if steps.is_empty() {
         return;
     }
-    let _ = writeln!(
+    section(
         out,
-        "\nwhat each step costs on hello (cost = 1 − req/s after ÷ req/s before)"
-    );
-    let _ = writeln!(
-        out,
-        "  {:<LABEL$} {:>10} {:>10} {:>8} {:>11} {:>11}",
-        "step", "req/s from", "req/s to", "cost", "p99 ms from", "p99 ms to"
+        "what each step costs on hello (cost = 1 − req/s after ÷ req/s before)",
+        format_args!(
+            "{:<LABEL$} {:>10} {:>10} {:>8} {:>11} {:>11}",
+            "step", "req/s from", "req/s to", "cost", "p99 ms from", "p99 ms to"
+        ),
     );
     for (what, from, to) in steps {
         let _ = writeln!(
@@ -167,15 +168,16 @@ fn seeds(out: &mut String, results: &Results) {
     if results.seeds.is_empty() {
         return;
     }
-    let _ = writeln!(
+    section(
         out,
-        "\nseeding (POST /heroes, {} connections)",
-        results.config.concurrency
-    );
-    let _ = writeln!(
-        out,
-        "  {:<LABEL$} {:>10} {:>9} {:>10} {:>8}",
-        "contender", "stored", "seconds", "heroes/s", "errors"
+        format_args!(
+            "seeding (POST /heroes, {} connections)",
+            results.config.concurrency
+        ),
+        format_args!(
+            "{:<LABEL$} {:>10} {:>9} {:>10} {:>8}",
+            "contender", "stored", "seconds", "heroes/s", "errors"
+        ),
     );
     for seed in &results.seeds {
         let r = &seed.report;
@@ -196,23 +198,24 @@ fn scrapes(out: &mut String, results: &Results) {
         return;
     }
     let c = &results.config;
-    let _ = writeln!(
+    section(
         out,
-        "\n/metrics scrape latency while the public port is saturated ({} scrapes, {} ms apart)",
-        c.scrapes, c.scrape_interval_ms
-    );
-    let _ = writeln!(
-        out,
-        "  {:<LABEL$} {:<18} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>9}",
-        "contender",
-        "load",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "errors",
-        "body KiB",
-        "load req/s",
-        "load p99"
+        format_args!(
+            "/metrics scrape latency while the public port is saturated ({} scrapes, {} ms apart)",
+            c.scrapes, c.scrape_interval_ms
+        ),
+        format_args!(
+            "{:<LABEL$} {:<18} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>9}",
+            "contender",
+            "load",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+            "body KiB",
+            "load req/s",
+            "load p99"
+        ),
     );
     for s in &results.scrapes {
         let l = &s.scrape.latency;
@@ -234,7 +237,7 @@ fn scrapes(out: &mut String, results: &Results) {
 
 /// A table's title line after a blank line, then its column heads, indented
 /// like its rows.
-fn section(out: &mut String, title: &str, columns: std::fmt::Arguments<'_>) {
+fn section(out: &mut String, title: impl std::fmt::Display, columns: std::fmt::Arguments<'_>) {
     let _ = writeln!(out, "\n{title}\n  {columns}");
 }
 
@@ -408,19 +411,16 @@ fn notes(out: &mut String, results: &Results) {
 mod tests {
     use super::*;
     use crate::results::Target;
-    use crate::results::tests::row;
+    use crate::results::tests::{row, with_rows};
 
     #[test]
     fn the_ladder_prices_each_step_from_the_hello_rows() {
-        let results = Results {
-            rows: vec![
-                row(Scenario::Hello, "hello-wasmtime", 10_000.0, 4.0, 30.0),
-                row(Scenario::Hello, "hello-wasmtime-like", 8_000.0, 5.0, 30.0),
-                row(Scenario::Hello, "hello-hero-host-off", 8_400.0, 4.8, 24.0),
-                row(Scenario::Hello, "hello-hero-host", 7_560.0, 5.2, 24.0),
-            ],
-            ..Results::default()
-        };
+        let results = with_rows(vec![
+            row(Scenario::Hello, "hello-wasmtime", 10_000.0, 4.0, 30.0),
+            row(Scenario::Hello, "hello-wasmtime-like", 8_000.0, 5.0, 30.0),
+            row(Scenario::Hello, "hello-hero-host-off", 8_400.0, 4.8, 24.0),
+            row(Scenario::Hello, "hello-hero-host", 7_560.0, 5.2, 24.0),
+        ]);
         let text = render(&results);
         let line = |start: &str| {
             text.lines()

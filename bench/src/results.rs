@@ -260,17 +260,22 @@ pub(crate) mod tests {
         )
     }
 
+    /// Results holding only `rows`.
+    pub(crate) fn with_rows(rows: Vec<Row>) -> Results {
+        Results {
+            rows,
+            ..Results::default()
+        }
+    }
+
     #[test]
     fn ratios_are_to_the_reference_row_of_the_same_scenario() {
-        let mut results = Results {
-            rows: vec![
-                row(Scenario::Hello, "hello-hero-host", 10_000.0, 2.0, 20.0),
-                row(Scenario::Hello, "hello-wasmtime", 12_500.0, 1.0, 20.0),
-                row(Scenario::GetHero, "hero-host", 5_000.0, 4.0, 20.0),
-                row(Scenario::GetHero, "fastapi", 1_000.0, 40.0, 20.0),
-            ],
-            ..Results::default()
-        };
+        let mut results = with_rows(vec![
+            row(Scenario::Hello, "hello-hero-host", 10_000.0, 2.0, 20.0),
+            row(Scenario::Hello, "hello-wasmtime", 12_500.0, 1.0, 20.0),
+            row(Scenario::GetHero, "hero-host", 5_000.0, 4.0, 20.0),
+            row(Scenario::GetHero, "fastapi", 1_000.0, 40.0, 20.0),
+        ]);
         results.finish();
         let wasmtime = results.row(Scenario::Hello, "hello-wasmtime").unwrap();
         assert_eq!(

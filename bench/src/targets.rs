@@ -303,7 +303,7 @@ fn issue_7(t: &mut Targets<'_>) {
 mod tests {
     use super::*;
     use crate::price::{PriceRound, PriceRow};
-    use crate::results::tests::row;
+    use crate::results::tests::{row, with_rows};
     use crate::results::{Config, ScrapeRow};
 
     fn results() -> Results {
@@ -313,7 +313,7 @@ mod tests {
                 large_seed_count: 100_000,
                 ..Config::default()
             },
-            rows: vec![
+            ..with_rows(vec![
                 row(Hello, "hello-wasmtime", 12_000.0, 4.0, 30.0),
                 row(Hello, "hello-wasmtime-like", 9_000.0, 5.0, 30.0),
                 row(Hello, "hello-hero-host", 9_900.0, 4.5, 24.0),
@@ -324,8 +324,7 @@ mod tests {
                 row(List { stored: 100_000 }, "hero-host", 3_000.0, 12.0, 40.0),
                 row(PostHero, "hero-host", 2_000.0, 20.0, 40.0),
                 row(PostHero, "fastapi", 1_000.0, 40.0, 40.0),
-            ],
-            ..Results::default()
+            ])
         }
     }
 

@@ -247,18 +247,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
-
-    const MANIFEST: &str = r#"
-spin_manifest_version = 2
-[application]
-name = "demo"
-version = "1.2.3"
-[[trigger.http]]
-route = "/..."
-component = "demo"
-[component.demo]
-source = "demo.wasm"
-"#;
+    use crate::manifest::tests::one_component_manifest;
 
     /// An app directory holding the manifest, and `up` flags for it.
     fn config(dir: &Path, flags: &[&str]) -> anyhow::Result<HostConfig> {
@@ -271,7 +260,8 @@ source = "demo.wasm"
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<HostConfig> {
-        std::fs::write(dir.join("spin.toml"), MANIFEST).unwrap();
+        let text = one_component_manifest("name = \"demo\"\nversion = \"1.2.3\"", "/...", "demo");
+        std::fs::write(dir.join("spin.toml"), text).unwrap();
         let manifest = dir.join("spin.toml");
         let mut argv = vec!["hero-host", "up", "-f", manifest.to_str().unwrap()];
         argv.extend_from_slice(flags);

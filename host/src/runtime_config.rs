@@ -185,6 +185,13 @@ impl RuntimeConfig {
 mod tests {
     use super::*;
 
+    /// The error of a runtime config reading `text`.
+    fn error_of(text: &str) -> String {
+        RuntimeConfig::parse(text, Path::new("/"))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn default_store_is_sqlite_in_the_state_dir() {
         let stores = RuntimeConfig::default().stores(Path::new("/app/.spin"));
@@ -236,12 +243,7 @@ type = "spin"
 
     #[test]
     fn rejects_unknown_store_types() {
-        let error = RuntimeConfig::parse(
-            "[key_value_store.default]\ntype = \"azure_cosmos\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[key_value_store.default]\ntype = \"azure_cosmos\"\n");
         assert!(error.contains("azure_cosmos"), "{error}");
         assert!(error.contains("\"redis\""), "{error}");
         // The parser's own words, not the hint every error gets.
@@ -250,30 +252,17 @@ type = "spin"
 
     #[test]
     fn rejects_unknown_keys() {
-        let error = RuntimeConfig::parse(
-            "[sqlite_databases.default]\ntype = \"spin\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[sqlite_databases.default]\ntype = \"spin\"\n");
         assert!(error.contains("sqlite_databases"), "{error}");
-        let error = RuntimeConfig::parse(
+        let error = error_of(
             "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x\"\npassword = \"p\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(error.contains("password"), "{error}");
     }
 
     #[test]
     fn redis_needs_a_url() {
-        let error = RuntimeConfig::parse(
-            "[key_value_store.default]\ntype = \"redis\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[key_value_store.default]\ntype = \"redis\"\n");
         assert!(error.contains("url"), "{error}");
         assert!(error.contains("missing field `url`"), "{error}");
     }
@@ -290,12 +279,7 @@ type = "spin"
         assert_eq!(databases["default"], Some("/app/.spin/sqlite_db.db".into()));
         assert_eq!(databases["audit"], Some("/etc/hero/audit.db".into()));
         assert_eq!(databases["scratch"], None);
-        let error = RuntimeConfig::parse(
-            "[sqlite_database.x]\ntype = \"libsql\"\nurl = \"u\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[sqlite_database.x]\ntype = \"libsql\"\nurl = \"u\"\n");
         assert!(error.contains("unknown variant `libsql`"), "{error}");
     }
 
@@ -328,19 +312,9 @@ type = "spin"
                 }
             ]
         );
-        let error = RuntimeConfig::parse(
-            "[[variables_provider]]\ntype = \"vault\"\nurl = \"u\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[[variables_provider]]\ntype = \"vault\"\nurl = \"u\"\n");
         assert!(error.contains("unknown variant `vault`"), "{error}");
-        let error = RuntimeConfig::parse(
-            "[[variables_provider]]\ntype = \"env\"\ndotenv_path = \".env\"\n",
-            Path::new("/"),
-        )
-        .unwrap_err()
-        .to_string();
+        let error = error_of("[[variables_provider]]\ntype = \"env\"\ndotenv_path = \".env\"\n");
         assert!(error.contains("dotenv_path"), "{error}");
     }
 }

@@ -11,18 +11,16 @@
 //! broken host invariant is a trap.
 
 use std::collections::HashSet;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use wasmtime::StoreContextMut;
 use wasmtime::component::{
-    Accessor, Destination, FutureReader, HasData, Linker, Resource, ResourceTable,
-    ResourceTableError, StreamProducer, StreamReader, StreamResult, VecBuffer,
+    Accessor, FutureReader, HasData, Linker, Resource, ResourceTable, ResourceTableError,
+    StreamReader,
 };
 
 pub use super::operation::{FailedOperation, Operation, timed};
 use super::{KeyValueFailures, LabeledStore, Stores};
+use crate::guest_stream::ListStream;
 use crate::telemetry::metrics::Metrics;
 
 mod generated {
@@ -313,7 +311,8 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
                 Err(failed) => (Vec::new(), Err(WitError::Other(failed.0))),
             };
         accessor.with(|mut access| {
-            let keys = StreamReader::new(&mut access, KeyStream(keys.into_iter()))?;
+            let keys =
+                StreamReader::new(&mut access, ListStream::new(keys, KEYS_PER_READ, |key| key))?;
             let outcome =
                 FutureReader::new(
                     &mut access,
@@ -324,35 +323,5 @@ impl<T> bindings::HostStoreWithStore<T> for KeyValue {
     }
 }
 
-/// Feeds a list of keys into a guest's `stream<string>`.
-struct KeyStream(std::vec::IntoIter<String>);
-
 /// Keys handed over per read when the reader does not say how many it wants.
 const KEYS_PER_READ: usize = 256;
-
-impl<D> StreamProducer<D> for KeyStream {
-    type Item = String;
-    type Buffer = VecBuffer<String>;
-
-    fn poll_produce<'a>(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        mut store: StoreContextMut<'a, D>,
-        mut destination: Destination<'a, String, VecBuffer<String>>,
-        _finish: bool,
-    ) -> Poll<wasmtime::Result<StreamResult>> {
-        let keys = &mut self.get_mut().0;
-        if keys.len() == 0 {
-            return Poll::Ready(Ok(StreamResult::Dropped));
-        }
-        let wanted = match destination.remaining(&mut store) {
-            // A zero-length read asks whether we are ready: we always are.
-            Some(0) => return Poll::Ready(Ok(StreamResult::Completed)),
-            Some(n) => n,
-            None => KEYS_PER_READ,
-        };
-        let batch: Vec<String> = keys.by_ref().take(wanted).collect();
-        destination.set_buffer(batch.into());
-        Poll::Ready(Ok(StreamResult::Completed))
-    }
-}

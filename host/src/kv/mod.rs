@@ -17,8 +17,9 @@ pub mod testing;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
+use crate::labeled::{ByLabel, Kind};
 use crate::runtime_config::StoreConfig;
 
 use self::redis::{RedisDb, RedisStore};
@@ -259,12 +260,9 @@ pub struct LabeledStore {
 
 /// Every store the application's components were granted, opened once at
 /// start-up.
-#[derive(Default, Clone)]
-pub struct Stores {
-    by_label: HashMap<String, Arc<LabeledStore>>,
-}
+pub type Stores = ByLabel<LabeledStore>;
 
-impl Stores {
+impl ByLabel<LabeledStore> {
     /// Opens the backend of every label in `used` (labels no component uses
     /// are not opened). A label without configuration is an error.
     pub fn open<'a>(
@@ -273,17 +271,11 @@ impl Stores {
     ) -> anyhow::Result<Self> {
         let mut sqlite_files: HashMap<Option<std::path::PathBuf>, Arc<SqliteDb>> = HashMap::new();
         let mut redis_servers: HashMap<String, RedisDb> = HashMap::new();
-        let mut by_label = HashMap::new();
-        for (component, label) in used {
-            if by_label.contains_key(label) {
-                continue;
-            }
-            let Some(config) = configs.get(label) else {
-                bail!(
-                    "component `{component}` uses key-value store `{label}`, which is not defined: \
-                     add [key_value_store.{label}] to the runtime config file"
-                );
-            };
+        let kind = Kind {
+            noun: "key-value store",
+            table: "key_value_store",
+        };
+        ByLabel::open_each(kind, configs, used, |label, config| {
             let (backend, location) = match config {
                 StoreConfig::Sqlite { path } => {
                     let db = match sqlite_files.get(path) {
@@ -314,31 +306,17 @@ impl Stores {
                     (Backend::Redis(RedisStore::new(db, label)), location)
                 }
             };
-            let store = LabeledStore {
+            Ok(LabeledStore {
                 label: label.into(),
                 backend,
                 location,
-            };
-            by_label.insert(label.to_owned(), Arc::new(store));
-        }
-        Ok(Stores { by_label })
-    }
-
-    /// The store serving `label`, if it was opened.
-    pub fn get(&self, label: &str) -> Option<&Arc<LabeledStore>> {
-        self.by_label.get(label)
-    }
-
-    /// Every opened store, by label.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<LabeledStore>> {
-        let mut stores: Vec<_> = self.by_label.values().collect();
-        stores.sort_by(|a, b| a.label.cmp(&b.label));
-        stores.into_iter()
+            })
+        })
     }
 
     /// Pings every store; the first failure names its label.
     pub async fn check(&self) -> Result<(), (Arc<str>, StoreError)> {
-        for store in self.by_label.values() {
+        for store in self.iter() {
             store
                 .backend
                 .ping()

@@ -25,10 +25,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasData, Linker, Resource, ResourceTableError};
+use wasmtime::component::{Linker, Resource, ResourceTableError};
 
 use super::LabeledStore;
-use super::host::{FailedOperation, KeyValueHostView, KeyValueView, Operation, timed};
+use super::host::{FailedOperation, KeyValue, KeyValueHostView, KeyValueView, Operation, timed};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -110,19 +110,12 @@ impl From<ResourceTableError> for SwapFailure {
     }
 }
 
-/// The `HasData` marker of this interface; its data is the same view as
-/// `spin:key-value`'s.
-pub struct WasiKeyValue;
-
-impl HasData for WasiKeyValue {
-    type Data<'a> = KeyValueView<'a>;
-}
-
-/// Adds `store`, `atomics` and `batch` to a linker.
+/// Adds `store`, `atomics` and `batch` to a linker, on the same data as
+/// `spin:key-value` (its `HasData` marker).
 pub fn add_to_linker<T: KeyValueHostView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    generated::Imports::add_to_linker::<T, WasiKeyValue>(linker, T::key_value)
+    generated::Imports::add_to_linker::<T, KeyValue>(linker, T::key_value)
 }
 
 impl KeyValueView<'_> {

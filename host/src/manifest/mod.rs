@@ -236,7 +236,7 @@ impl Manifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::component::is_kebab_id;
     use super::*;
 
@@ -248,16 +248,27 @@ mod tests {
         format!("{:#}", parse(text).unwrap_err())
     }
 
-    const MINIMAL: &str = r#"
+    /// A manifest whose `[application]` table holds the `application` lines,
+    /// with one component `id`, its source `{id}.wasm`, served on `route`.
+    pub(crate) fn one_component_manifest(application: &str, route: &str, id: &str) -> String {
+        format!(
+            r#"
 spin_manifest_version = 2
 [application]
-name = "demo"
+{application}
 [[trigger.http]]
-route = "/hello/..."
-component = "hello"
-[component.hello]
-source = "hello.wasm"
-"#;
+route = "{route}"
+component = "{id}"
+[component.{id}]
+source = "{id}.wasm"
+"#
+        )
+    }
+
+    /// The app `demo`: the component `hello` on `/hello/...`.
+    fn minimal() -> String {
+        one_component_manifest(r#"name = "demo""#, "/hello/...", "hello")
+    }
 
     #[test]
     fn parses_the_project_manifest() {
@@ -285,7 +296,7 @@ source = "hello.wasm"
 
     #[test]
     fn resolves_source_against_the_manifest_directory() {
-        let manifest = parse(MINIMAL).unwrap();
+        let manifest = parse(&minimal()).unwrap();
         assert_eq!(
             manifest.components["hello"].source,
             Path::new("/app/hello.wasm")
@@ -302,14 +313,14 @@ source = "hello.wasm"
 
     #[test]
     fn rejects_unknown_fields_with_their_name() {
-        let error = error_of(&MINIMAL.replace("source = ", "sorce = \"x\"\nsource = "));
+        let error = error_of(&minimal().replace("source = ", "sorce = \"x\"\nsource = "));
         assert!(error.contains("sorce"), "{error}");
     }
 
     #[test]
     fn rejects_a_bad_store_label_of_any_component() {
         for label in ["My:Store", ""] {
-            let error = error_of(&MINIMAL.replace(
+            let error = error_of(&minimal().replace(
                 "source = \"hello.wasm\"",
                 &format!("source = \"hello.wasm\"\nkey_value_stores = [{label:?}]"),
             ));
@@ -323,18 +334,18 @@ source = "hello.wasm"
 
     #[test]
     fn rejects_a_trigger_to_an_undefined_component() {
-        let error = error_of(&MINIMAL.replace("component = \"hello\"", "component = \"nope\""));
+        let error = error_of(&minimal().replace("component = \"hello\"", "component = \"nope\""));
         assert!(error.contains("component `nope` is not defined"), "{error}");
     }
 
     #[test]
     fn rejects_unsupported_capabilities_by_name() {
-        let files = MINIMAL.replace(
+        let files = minimal().replace(
             "source = \"hello.wasm\"",
             "source = \"hello.wasm\"\nfiles = [\"static/**\"]",
         );
         assert!(error_of(&files).contains("`files`"));
-        let remote = MINIMAL.replace(
+        let remote = minimal().replace(
             "source = \"hello.wasm\"",
             "source = { url = \"https://x\", digest = \"sha256:0\" }",
         );
@@ -431,7 +442,7 @@ host = "{{api_host}}"
 
     #[test]
     fn env_flags_reach_every_component_and_win() {
-        let text = MINIMAL.replace(
+        let text = minimal().replace(
             "source = \"hello.wasm\"",
             "source = \"hello.wasm\"\nenvironment = { MODE = \"dev\", KEEP = \"1\" }",
         );
@@ -474,17 +485,20 @@ host = "{{api_host}}"
 
     #[test]
     fn rejects_non_http_triggers() {
-        let text =
-            format!("{MINIMAL}\n[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"hello\"\n");
+        let text = format!(
+            "{}\n[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"hello\"\n",
+            minimal()
+        );
         assert!(error_of(&text).contains("trigger type `redis` is not supported"));
     }
 
     #[test]
     fn rejects_reserved_routes_and_accepts_private_ones() {
-        let reserved = MINIMAL.replace("/hello/...", "/.well-known/spin/info");
+        let reserved = minimal().replace("/hello/...", "/.well-known/spin/info");
         assert!(error_of(&reserved).contains("reserved"));
         let private = format!(
-            "{MINIMAL}\n[[trigger.http]]\nroute = {{ private = true }}\ncomponent = \"hello\"\n"
+            "{}\n[[trigger.http]]\nroute = {{ private = true }}\ncomponent = \"hello\"\n",
+            minimal()
         );
         let manifest = parse(&private).unwrap();
         assert_eq!(manifest.http_triggers[1].route, None);
@@ -492,7 +506,7 @@ host = "{{api_host}}"
 
     #[test]
     fn adds_the_leading_slash_to_routes() {
-        let manifest = parse(&MINIMAL.replace("/hello/...", "hello")).unwrap();
+        let manifest = parse(&minimal().replace("/hello/...", "hello")).unwrap();
         assert_eq!(manifest.http_triggers[0].route.as_deref(), Some("/hello"));
     }
 

@@ -10,7 +10,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::OtelView;
 use super::generated::wasi::otel::tracing as wit;
-use super::values::{MAX_ATTRIBUTES, attributes, time};
+use super::values::{attributes, capped, time};
 use crate::telemetry::trace::TraceContext;
 
 impl wit::Host for OtelView<'_> {
@@ -138,33 +138,30 @@ fn kind(kind: wit::SpanKind) -> SpanKind {
 }
 
 fn events(list: Vec<wit::Event>, dropped: u32) -> SpanEvents {
-    let extra = list.len().saturating_sub(MAX_ATTRIBUTES);
+    let (kept, extra) = capped(list, |event| {
+        let (attributes, dropped) = attributes(event.attributes);
+        Some(Event::new(
+            event.name,
+            time(event.time),
+            attributes,
+            dropped,
+        ))
+    });
     let mut events = SpanEvents::default();
-    events.events = list
-        .into_iter()
-        .take(MAX_ATTRIBUTES)
-        .map(|event| {
-            let (attributes, dropped) = attributes(event.attributes);
-            Event::new(event.name, time(event.time), attributes, dropped)
-        })
-        .collect();
-    events.dropped_count = dropped.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX));
+    events.events = kept;
+    events.dropped_count = dropped.saturating_add(extra);
     events
 }
 
 fn links(list: Vec<wit::Link>, dropped: u32) -> SpanLinks {
-    let extra = list.len().saturating_sub(MAX_ATTRIBUTES);
+    let (kept, extra) = capped(list, |link| {
+        let context = span_context(link.span_context)?;
+        let (attributes, dropped) = attributes(link.attributes);
+        Some(Link::new(context, attributes, dropped))
+    });
     let mut links = SpanLinks::default();
-    links.links = list
-        .into_iter()
-        .take(MAX_ATTRIBUTES)
-        .filter_map(|link| {
-            let context = span_context(link.span_context)?;
-            let (attributes, dropped) = attributes(link.attributes);
-            Some(Link::new(context, attributes, dropped))
-        })
-        .collect();
-    links.dropped_count = dropped.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX));
+    links.links = kept;
+    links.dropped_count = dropped.saturating_add(extra);
     links
 }
 

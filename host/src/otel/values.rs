@@ -22,11 +22,18 @@ pub fn time(datetime: Datetime) -> SystemTime {
 /// Attributes as OpenTelemetry key-values, at most [`MAX_ATTRIBUTES`];
 /// also returns how many were dropped.
 pub fn attributes(list: Vec<WitKeyValue>) -> (Vec<KeyValue>, u32) {
+    capped(list, |kv| Some(KeyValue::new(kv.key, value(&kv.value))))
+}
+
+/// The first [`MAX_ATTRIBUTES`] of `list`, each converted by `convert`
+/// (`None`: left out, not counted); also returns how many were past the
+/// limit.
+pub fn capped<T, U>(list: Vec<T>, convert: impl FnMut(T) -> Option<U>) -> (Vec<U>, u32) {
     let dropped = list.len().saturating_sub(MAX_ATTRIBUTES);
     let kept = list
         .into_iter()
         .take(MAX_ATTRIBUTES)
-        .map(|kv| KeyValue::new(kv.key, value(&kv.value)))
+        .filter_map(convert)
         .collect();
     (kept, u32::try_from(dropped).unwrap_or(u32::MAX))
 }

@@ -19,6 +19,9 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::outcome::{ClientGone, Failure};
 
+/// What polling either body for a frame gives.
+type PolledFrame = Poll<Option<Result<Frame<Bytes>, wasmtime_wasi_http::Error>>>;
+
 /// Bytes a request body has read (past the limit when the body was larger
 /// than it), and whether it ran out of time.
 #[derive(Default)]
@@ -229,10 +232,7 @@ where
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         let this = &mut *self;
         if let Some(data) = this.ahead.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -322,10 +322,7 @@ impl<F: Finish + Unpin> Body for ResponseBody<F> {
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PolledFrame {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

@@ -6,10 +6,11 @@
 mod key_value;
 mod sqlite;
 
-use wasmtime::component::{HasData, Linker};
+use wasmtime::component::Linker;
 
-use crate::kv::host::{KeyValueHostView, KeyValueView};
-use crate::sqlite::ctx::{SqliteHostView, SqliteView};
+use crate::kv::host::{KeyValue, KeyValueHostView};
+use crate::sqlite::ctx::SqliteHostView;
+use crate::sqlite::host::Sqlite;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -31,25 +32,12 @@ mod generated {
 
 use self::generated::fermyon::spin::{key_value as kv2, sqlite as sqlite2};
 
-/// The `HasData` marker of `fermyon:spin/key-value@2.0.0`.
-struct KeyValue2;
-
-impl HasData for KeyValue2 {
-    type Data<'a> = KeyValueView<'a>;
-}
-
-/// The `HasData` marker of `fermyon:spin/sqlite@2.0.0`.
-struct Sqlite2;
-
-impl HasData for Sqlite2 {
-    type Data<'a> = SqliteView<'a>;
-}
-
-/// Adds the interfaces to a linker.
+/// Adds the interfaces to a linker, on the same data (and `HasData` markers)
+/// as their version 3 counterparts.
 pub fn add_to_linker<T: KeyValueHostView + SqliteHostView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    kv2::add_to_linker::<T, KeyValue2>(linker, T::key_value)?;
-    sqlite2::add_to_linker::<T, Sqlite2>(linker, T::sqlite)?;
+    kv2::add_to_linker::<T, KeyValue>(linker, T::key_value)?;
+    sqlite2::add_to_linker::<T, Sqlite>(linker, T::sqlite)?;
     Ok(())
 }

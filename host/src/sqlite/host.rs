@@ -6,19 +6,14 @@
 //!
 //! [`ctx`]: super::ctx
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use wasmtime::StoreContextMut;
-use wasmtime::component::{
-    Accessor, Destination, FutureReader, HasData, Linker, Resource, StreamProducer, StreamReader,
-    StreamResult, VecBuffer,
-};
+use wasmtime::component::{Accessor, FutureReader, HasData, Linker, Resource, StreamReader};
 
 use super::ctx::{self, SqliteHostView, SqliteView};
 use super::database::GuestConnection;
-use super::query::{Rows, Value};
+use super::query::Rows;
+use crate::guest_stream::ListStream;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -150,7 +145,8 @@ impl<T> bindings::HostConnectionWithStore<T> for Sqlite {
             Err(error) => return Ok(Err(to_wit(error))),
         };
         accessor.with(|mut access| {
-            let rows = StreamReader::new(&mut access, RowStream(rows.into_iter()))?;
+            let rows =
+                StreamReader::new(&mut access, ListStream::new(rows, ROWS_PER_READ, to_row))?;
             let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
             Ok(Ok((columns, rows, done)))
         })
@@ -171,34 +167,5 @@ impl<T> bindings::HostConnectionWithStore<T> for Sqlite {
     }
 }
 
-/// Feeds collected rows into a guest's `stream<row-result>`.
-struct RowStream(std::vec::IntoIter<Vec<Value>>);
-
 /// Rows handed over per read when the reader does not say how many it wants.
 const ROWS_PER_READ: usize = 64;
-
-impl<D> StreamProducer<D> for RowStream {
-    type Item = RowResult;
-    type Buffer = VecBuffer<RowResult>;
-
-    fn poll_produce<'a>(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        mut store: StoreContextMut<'a, D>,
-        mut destination: Destination<'a, RowResult, VecBuffer<RowResult>>,
-        _finish: bool,
-    ) -> Poll<wasmtime::Result<StreamResult>> {
-        let rows = &mut self.get_mut().0;
-        if rows.len() == 0 {
-            return Poll::Ready(Ok(StreamResult::Dropped));
-        }
-        let wanted = match destination.remaining(&mut store) {
-            Some(0) => return Poll::Ready(Ok(StreamResult::Completed)),
-            Some(n) => n,
-            None => ROWS_PER_READ,
-        };
-        let batch: Vec<RowResult> = rows.by_ref().take(wanted).map(to_row).collect();
-        destination.set_buffer(batch.into());
-        Poll::Ready(Ok(StreamResult::Completed))
-    }
-}

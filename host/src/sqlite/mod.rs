@@ -11,7 +11,7 @@ pub mod host;
 pub mod query;
 pub mod wit_conversions;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use self::database::Database;
 use crate::config::HostConfig;
 use crate::kv::WriterId;
+use crate::labeled::{ByLabel, Kind};
 use crate::runtime_config::DEFAULT_STORE_LABEL;
 
 /// A failed statement under a request, for its invocation line.
@@ -55,45 +56,22 @@ pub trait SqliteFailures: Send + Sync {
 
 /// Every database the application's components were granted, opened once
 /// at start-up.
-#[derive(Default, Clone)]
-pub struct Databases {
-    by_label: HashMap<String, Arc<Database>>,
-}
+pub type Databases = ByLabel<Database>;
 
-impl Databases {
+impl ByLabel<Database> {
     /// Opens the database of every label in `used` (component, label); a
     /// label without configuration is an error naming the component.
     pub fn open<'a>(
         configs: &BTreeMap<String, Option<PathBuf>>,
         used: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> anyhow::Result<Self> {
-        let mut by_label = HashMap::new();
-        for (component, label) in used {
-            if by_label.contains_key(label) {
-                continue;
-            }
-            let Some(path) = configs.get(label) else {
-                bail!(
-                    "component `{component}` uses SQLite database `{label}`, which is not defined: \
-                     add [sqlite_database.{label}] to the runtime config file"
-                );
-            };
-            let database = Database::open(label, path.as_deref())?;
-            by_label.insert(label.to_owned(), Arc::new(database));
-        }
-        Ok(Databases { by_label })
-    }
-
-    /// The database of `label`, if it was opened.
-    pub fn get(&self, label: &str) -> Option<&Arc<Database>> {
-        self.by_label.get(label)
-    }
-
-    /// Every opened database, by label.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Database>> {
-        let mut databases: Vec<_> = self.by_label.values().collect();
-        databases.sort_by(|a, b| a.label.cmp(&b.label));
-        databases.into_iter()
+        let kind = Kind {
+            noun: "SQLite database",
+            table: "sqlite_database",
+        };
+        ByLabel::open_each(kind, configs, used, |label, path| {
+            Database::open(label, path.as_deref())
+        })
     }
 }
 

@@ -83,6 +83,24 @@ fn create(url: &str, name: &str, team: Option<&str>) -> String {
     reply.json()["id"].as_str().unwrap().to_owned()
 }
 
+/// Creates `count` heroes named `name`, through each host in turn: the
+/// first two of every three in `teams`, the third in none. Their ids and
+/// teams.
+fn create_in_turn(
+    deployment: &Deployment,
+    count: usize,
+    name: &str,
+    teams: [&str; 2],
+) -> BTreeMap<String, Option<String>> {
+    let mut heroes = BTreeMap::new();
+    for i in 0..count {
+        let team = teams.get(i % 3).copied();
+        let id = create(&deployment.url(i, "/heroes"), name, team);
+        heroes.insert(id, team.map(str::to_owned));
+    }
+    heroes
+}
+
 /// Every hero of a list (`team` or all), paging `step` at a time, as
 /// `(id, team)` in the order listed.
 fn list_all(url: &str, team: Option<&str>, step: usize) -> Vec<(String, Option<String>)> {
@@ -416,11 +434,7 @@ fn killed_mid_storm(mut deployment: Deployment) {
     assert_lists_equal(&url, &heroes);
     // Later requests carry on (and fold what the killed host left).
     let mut heroes = heroes;
-    for i in 0..40 {
-        let team = ["Red", "Green"].get(i % 3).copied();
-        let id = create(&deployment.url(i, "/heroes"), "after", team);
-        heroes.insert(id, team.map(str::to_owned));
-    }
+    heroes.extend(create_in_turn(&deployment, 40, "after", ["Red", "Green"]));
     assert_every_host_lists(&deployment, &heroes);
 }
 
@@ -467,12 +481,7 @@ fn strip_index(deployment: &Deployment) {
 /// the first requests after a restart come at once: lists, creations and
 /// deletions while the index is built. Nothing is lost.
 fn upgraded(mut deployment: Deployment) {
-    let mut heroes = BTreeMap::new();
-    for i in 0..400 {
-        let team = ["Old Guard", "Veterans"].get(i % 3).copied();
-        let id = create(&deployment.url(i, "/heroes"), "old", team);
-        heroes.insert(id, team.map(str::to_owned));
-    }
+    let mut heroes = create_in_turn(&deployment, 400, "old", ["Old Guard", "Veterans"]);
     let count = deployment.hosts.len();
     deployment.hosts.clear();
     strip_index(&deployment);

@@ -10,23 +10,24 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppDir, Host, Redis, agent, get, is_invocation, post_new_hero, raw_exchange, raw_status,
-    registry_and_chaos_manifest, send, start, wait_until,
+    AppDir, Host, Redis, agent, app_manifest, get, http_component, is_invocation, post_new_hero,
+    raw_exchange, raw_status, registry_and_chaos_manifest, send, start, wait_until,
 };
 
 // ---------------------------------------------------------------- key-value
 
-const CONFORMANCE_MANIFEST: &str = r#"
-spin_manifest_version = 2
-[application]
-name = "kv-conformance"
-[[trigger.http]]
-route = "/chaos/..."
-component = "chaos"
-[component.chaos]
-source = "{chaos}"
-key_value_stores = ["conformance", "other"]
-"#;
+/// The chaos guest on `/chaos/...`, with the stores `conformance` and `other`.
+fn conformance_manifest() -> String {
+    app_manifest(
+        "kv-conformance",
+        &http_component(
+            "/chaos/...",
+            "chaos",
+            "{chaos}",
+            r#"key_value_stores = ["conformance", "other"]"#,
+        ),
+    )
+}
 
 fn kvop(host: &Host, label: &str, op: &str, key: &str, value: Option<&str>) -> (u16, String) {
     let key: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -110,7 +111,7 @@ fn key_value_conformance(host: &Host) {
 
 #[test]
 fn sqlite_store_conforms() {
-    let app = AppDir::new(CONFORMANCE_MANIFEST);
+    let app = AppDir::new(&conformance_manifest());
     let config = app.write(
         "runtime-config.toml",
         "[key_value_store.conformance]\ntype = \"spin\"\npath = \"kv.db\"\n[key_value_store.other]\ntype = \"spin\"\npath = \"kv.db\"\n",
@@ -122,7 +123,7 @@ fn sqlite_store_conforms() {
 #[test]
 fn redis_store_conforms() {
     let redis = Redis::start();
-    let app = AppDir::new(CONFORMANCE_MANIFEST);
+    let app = AppDir::new(&conformance_manifest());
     let url = redis.url();
     let config = app.write(
         "runtime-config.toml",

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{AppDir, agent, get, is_invocation, run_to_exit, send, start_with_env};
+use crate::support::{
+    AppDir, agent, app_manifest, get, http_component, is_invocation, run_to_exit, send,
+    start_with_env,
+};
 
 /// The secret the apps send upstream; it must appear in no log line, no
 /// metric and no start-up message.
@@ -40,30 +43,25 @@ fn guest(target: &str, name: &str) -> PathBuf {
 /// secret and a required host, component templates over them, a templated
 /// `allowed_outbound_hosts`, the default key-value store and database.
 fn manifest(wasm: &Path) -> String {
-    format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "spin-app"
-[variables]
-greeting = {{ default = "hello" }}
-token = {{ required = true, secret = true }}
-upstream_host = {{ required = true }}
-[[trigger.http]]
-route = "/..."
-component = "app"
-[component.app]
-source = "{}"
-key_value_stores = ["default"]
+    let variables = r#"[variables]
+greeting = { default = "hello" }
+token = { required = true, secret = true }
+upstream_host = { required = true }
+"#;
+    let app = http_component(
+        "/...",
+        "app",
+        &wasm.display().to_string(),
+        r#"key_value_stores = ["default"]
 sqlite_databases = ["default"]
-allowed_outbound_hosts = ["http://{{{{ upstream_host }}}}"]
-[component.app.variables]
-greeting = "{{{{ greeting }}}}, world"
-upstream = "http://{{{{ upstream_host }}}}"
-token = "{{{{ token }}}}"
-"#,
-        wasm.display()
-    )
+allowed_outbound_hosts = ["http://{{ upstream_host }}"]"#,
+    );
+    let templates = r#"[component.app.variables]
+greeting = "{{ greeting }}, world"
+upstream = "http://{{ upstream_host }}"
+token = "{{ token }}"
+"#;
+    app_manifest("spin-app", &format!("{variables}{app}{templates}"))
 }
 
 /// A local upstream that answers `authorized` to requests bearing the
@@ -336,19 +334,14 @@ fn requests_are_answered_while_sqlite_statements_wait_on_a_held_lock() {
 /// over the component's own `environment`, whose other entries stay.
 #[test]
 fn env_flags_reach_the_guest_and_win_over_its_environment() {
-    let manifest = format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "env"
-[[trigger.http]]
-route = "/..."
-component = "chaos"
-[component.chaos]
-source = "{}"
-environment = {{ GREETING = "hi", KEEP = "kept" }}
-"#,
-        crate::support::wasm("chaos").display()
+    let manifest = app_manifest(
+        "env",
+        &http_component(
+            "/...",
+            "chaos",
+            "{chaos}",
+            r#"environment = { GREETING = "hi", KEEP = "kept" }"#,
+        ),
     );
     let app = AppDir::new(&manifest);
     let host = crate::support::start(&app, &["-e", "GREETING=override", "--env", "EXTRA=a=b"]);

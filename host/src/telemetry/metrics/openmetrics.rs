@@ -94,15 +94,8 @@ fn histogram(
         exemplar(out, last.copied().flatten());
         out.push(b'\n');
     }
-    sample(
-        out,
-        &format!("{name}_sum"),
-        metric,
-        None,
-        histogram.get_sample_sum(),
-    );
     let count = histogram.get_sample_count() as f64;
-    sample(out, &format!("{name}_count"), metric, None, count);
+    sum_and_count(out, name, metric, histogram.get_sample_sum(), count);
 }
 
 fn summary(out: &mut Vec<u8>, name: &str, metric: &Metric) {
@@ -111,14 +104,13 @@ fn summary(out: &mut Vec<u8>, name: &str, metric: &Metric) {
         let q = quantile.quantile().to_string();
         sample(out, name, metric, Some(("quantile", &q)), quantile.value());
     }
-    sample(
-        out,
-        &format!("{name}_sum"),
-        metric,
-        None,
-        summary.sample_sum(),
-    );
     let count = summary.sample_count() as f64;
+    sum_and_count(out, name, metric, summary.sample_sum(), count);
+}
+
+/// The `_sum` and `_count` samples a histogram or a summary ends with.
+fn sum_and_count(out: &mut Vec<u8>, name: &str, metric: &Metric, sum: f64, count: f64) {
+    sample(out, &format!("{name}_sum"), metric, None, sum);
     sample(out, &format!("{name}_count"), metric, None, count);
 }
 

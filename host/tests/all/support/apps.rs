@@ -76,14 +76,38 @@ pub fn registry_manifest() -> String {
 /// The registry plus the chaos guest on `/chaos/...`, for tests that need a
 /// guest to misbehave beside a healthy one.
 pub fn registry_and_chaos_manifest() -> String {
-    registry_manifest()
-        + r#"
-[[trigger.http]]
-route = "/chaos/..."
-component = "chaos"
+    let chaos = http_component(
+        "/chaos/...",
+        "chaos",
+        "{chaos}",
+        r#"key_value_stores = ["default"]"#,
+    );
+    registry_manifest() + "\n" + &chaos
+}
 
-[component.chaos]
-source = "{chaos}"
-key_value_stores = ["default"]
+/// A manifest of the app `name` holding `body`: its triggers and components
+/// (as [`http_component`] writes them) and any other tables.
+pub fn app_manifest(name: &str, body: &str) -> String {
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "{name}"
+{body}"#
+    )
+}
+
+/// An HTTP trigger on `route` for the component `id`, then that component's
+/// table: `source` (a path, or a placeholder [`AppDir::new`] fills in), then
+/// the `settings` lines, last, so that more may be appended to the table.
+pub fn http_component(route: &str, id: &str, source: &str, settings: &str) -> String {
+    format!(
+        r#"[[trigger.http]]
+route = "{route}"
+component = "{id}"
+[component.{id}]
+source = "{source}"
+{settings}
 "#
+    )
 }
