@@ -39,6 +39,12 @@ const SPARE_INSTANCES: u32 = 64;
 /// The fewest spare instances, whatever the concurrency limit.
 const MIN_SPARE_INSTANCES: u32 = 4;
 
+/// The instance slots the pool reserves for `max_concurrent_requests`.
+fn max_instances(max_concurrent_requests: u32) -> u32 {
+    let spares = max_concurrent_requests.clamp(MIN_SPARE_INSTANCES, SPARE_INSTANCES);
+    max_concurrent_requests.saturating_add(spares)
+}
+
 /// Everything `up` runs with.
 #[derive(Debug)]
 pub struct HostConfig {
@@ -128,9 +134,7 @@ impl HostConfig {
                 max_reuse: args.max_instance_reuse_count.get() as usize,
                 max_concurrent_reuse: args.max_instance_concurrent_reuse_count.get() as usize,
                 idle_instance_timeout: args.idle_instance_timeout,
-                max_instances: max_concurrent_requests.saturating_add(
-                    max_concurrent_requests.clamp(MIN_SPARE_INSTANCES, SPARE_INSTANCES),
-                ),
+                max_instances: max_instances(max_concurrent_requests),
             },
             request_limits: Limits {
                 max_request_body: args.max_request_body_size,
