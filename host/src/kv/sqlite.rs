@@ -232,17 +232,24 @@ impl SqliteStore {
         })
     }
 
-    /// The values under `keys`, in their order (`None` where absent).
+    /// The values under `keys`, in their order (`None` where absent), read
+    /// in one read transaction: one snapshot of the store, and one lock
+    /// round instead of one a key.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.db.with(|c| {
-            let mut select = c.prepare_cached(SELECT)?;
-            keys.iter()
-                .map(|key| {
-                    select
-                        .query_row(params![self.label, key], |row| row.get(0))
-                        .optional()
-                })
-                .collect()
+            let transaction = Transaction::new_unchecked(c, TransactionBehavior::Deferred)?;
+            let values = {
+                let mut select = transaction.prepare_cached(SELECT)?;
+                keys.iter()
+                    .map(|key| {
+                        select
+                            .query_row(params![self.label, key], |row| row.get(0))
+                            .optional()
+                    })
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            transaction.commit()?;
+            Ok(values)
         })
     }
 
