@@ -234,6 +234,8 @@ fn load_runtime(
             "component ready"
         );
     }
+    // Compiling left the allocator holding memory no one uses any more.
+    crate::server::memory::return_free_memory();
     Ok(runtime)
 }
 

@@ -6,7 +6,10 @@
 //! 330 MiB during and after). Every few seconds this looks at how many
 //! connections were open at the peak since its last look; when many more
 //! than now, it asks glibc to return free pages (`malloc_trim`), on a
-//! blocking thread. Elsewhere (no glibc) it does nothing.
+//! blocking thread. Start-up calls it once too, after compiling components:
+//! part of Cranelift's working memory, freed by then, would otherwise stay
+//! in the host's RSS for good (hello-p3 compiled at start: about 4 MiB of
+//! its 36 MiB). Elsewhere (no glibc) it does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +54,7 @@ pub async fn give_back_after_crowds(connections: Arc<Connections>, shutdown: Shu
 /// itself would change every allocation the request path makes.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn return_free_memory() {
+pub fn return_free_memory() {
     unsafe extern "C" {
         /// glibc: releases free memory at the top of the heap and, in every
         /// arena, whole free pages (`madvise`); returns whether any was.
@@ -66,4 +69,4 @@ fn return_free_memory() {
 
 /// Returns the allocator's free pages to the system (nothing to do here).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn return_free_memory() {}
+pub fn return_free_memory() {}

@@ -5,7 +5,7 @@
 pub mod admin;
 pub mod connection;
 pub mod listener;
-mod memory;
+pub mod memory;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
