@@ -181,34 +181,12 @@ fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7f
 }
 
-/// How many leading bytes of `bytes` need no escaping. Eight bytes at a
-/// time while none does (a word test per escape class), then byte by byte:
-/// log text is mostly plain, and this is the log line's hottest loop.
+/// How many leading bytes of `bytes` need no escaping.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGHS: u64 = ONES * 0x80;
-    /// Whether any byte of `word` is zero.
-    fn any_zero(word: u64) -> bool {
-        word.wrapping_sub(ONES) & !word & HIGHS != 0
-    }
-    let (words, _) = bytes.as_chunks::<8>();
-    let mut at = 0;
-    for word in words {
-        let word = u64::from_ne_bytes(*word);
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        if control
-            || any_zero(word ^ (ONES * u64::from(b'"')))
-            || any_zero(word ^ (ONES * u64::from(b'\\')))
-            || any_zero(word ^ (ONES * 0x7f))
-        {
-            break;
-        }
-        at += 8;
-    }
-    at + bytes[at..]
+    bytes
         .iter()
         .position(|b| needs_escape(*b))
-        .unwrap_or(bytes.len() - at)
+        .unwrap_or(bytes.len())
 }
 
 /// Appends `value` escaped, as long as the text written since `start` stays
