@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
 
 pub use self::gate::Protocol;
 use self::gate::{Found, Gate};
@@ -66,15 +67,14 @@ impl ConnectionIo {
     }
 
     /// Reads what the socket has into the gate: the bytes read (0 at EOF).
+    ///
+    /// Readiness first: an idle connection reserves no buffer. The read
+    /// itself goes through tokio's `poll_read`, which takes a short read as
+    /// proof the socket is drained: hyper's next read after a request then
+    /// waits for readiness instead of a `recvfrom` that finds nothing.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            // Readiness first: an idle connection reserves no buffer.
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(self.gate.input()) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                read => return Poll::Ready(read),
-            }
-        }
+        ready!(self.stream.poll_read_ready(cx))?;
+        poll_read_buf(Pin::new(&mut self.stream), cx, self.gate.input())
     }
 
     /// Reads until the first bytes tell the protocol. `None`: the client
