@@ -1,5 +1,6 @@
-//! Measuring one contender: a first start from empty, its scenarios in order,
-//! restarts, then what it wrote; and pricing a feature in interleaved rounds.
+//! Measuring one contender: a first start from empty, its scenarios in order
+//! (hello's on a second start, from the compiled cache), restarts, then what
+//! it wrote; and pricing a feature in interleaved rounds.
 
 mod pricing;
 
@@ -58,7 +59,10 @@ impl Runner<'_> {
             Serves::Registry => {
                 scenario::registry_steps(self.args.seed_count, self.args.large_seed_count)
             }
-            Serves::Hello => scenario::hello_steps(),
+            Serves::Hello => {
+                server = self.start_from_cache(server, &contender.launch)?;
+                scenario::hello_steps()
+            }
         };
         let mut store = Store {
             ids: self.scratch.join(format!("ids-{}.txt", contender.key)),
@@ -82,6 +86,17 @@ impl Runner<'_> {
             .push(start_row(contender, first, idle_first, restarts));
         self.collect_output(contender, results);
         exit.map(|_| ()).context("stopping the server")
+    }
+
+    /// Stops `first` and starts the contender again, now loading its compiled
+    /// code from its cache (hero-host's state dir, wasmtime's own cache), so
+    /// that hello's memory under load is compared between processes that
+    /// both skipped the compiler, whatever state wasmtime's cache was in.
+    fn start_from_cache(&self, first: Server, launch: &Launch) -> anyhow::Result<Server> {
+        first.stop(STOP_GRACE).context("stopping the first start")?;
+        let (mut server, started) = server::start(launch, &self.args.server_cpu)?;
+        server.wait_ready(launch.listen, "/", started, START_TIMEOUT)?;
+        Ok(server)
     }
 
     /// Seeds `contender` until it stores `total` heroes.
