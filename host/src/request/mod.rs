@@ -46,6 +46,7 @@ use crate::routes::{DuplicateRoute, Router};
 use crate::runtime::Runtime;
 use crate::server::connection::ConnectionState;
 use crate::shutdown::Phase;
+use crate::telemetry::metrics::RouteSeries;
 
 /// Bodies up to this size are read whole before the request takes a slot
 /// and an instance; larger ones stream to the guest.
@@ -93,6 +94,7 @@ impl RouteTarget {
                     route: route.into(),
                     component: component.id.clone(),
                     invocations: component.invocations.clone(),
+                    series: RouteSeries::default(),
                 }),
                 headers: RouteHeaders::for_route(route)?,
             })

@@ -19,7 +19,9 @@ use crate::server::connection::ConnectionState;
 use crate::shutdown::{Phase, Shutdown};
 use crate::telemetry::logs::{Invocation, LogSink, level_of};
 use crate::telemetry::metrics::exemplars::ExemplarIds;
-use crate::telemetry::metrics::{InvocationCounts, Metrics, RequestRecord, normalize_method};
+use crate::telemetry::metrics::{
+    InvocationCounts, Metrics, RequestRecord, RouteSeries, normalize_method,
+};
 use crate::telemetry::trace::{TRACEPARENT, TraceContext, new_request_id};
 use crate::telemetry::traces::{ServerEnd, ServerSpan, Traces};
 
@@ -50,6 +52,8 @@ pub struct Served {
     pub component: Arc<str>,
     /// The component's invocation counts.
     pub invocations: Arc<InvocationCounts>,
+    /// The route's request histograms, bound per series.
+    pub series: RouteSeries,
 }
 
 /// One request's record.
@@ -309,6 +313,7 @@ impl Record {
             method: normalize_method(&self.method),
             route: self.served.as_ref().map(|s| &s.route),
             component: self.served.as_ref().map(|s| &s.component),
+            series: self.served.as_ref().map(|s| &s.series),
             status: self.status.as_u16(),
             error_type: error.map(ErrorType::as_str),
             duration,
@@ -414,6 +419,7 @@ mod tests {
             route: "/heroes/:id".into(),
             component: "registry".into(),
             invocations: Arc::default(),
+            series: RouteSeries::default(),
         })
     }
 

@@ -129,6 +129,7 @@ mod tests {
             method: "GET",
             route: Some(route),
             component: None,
+            series: None,
             status: 200,
             error_type: None,
             duration: Duration::from_millis(millis),

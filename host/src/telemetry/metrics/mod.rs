@@ -20,10 +20,13 @@ use prometheus::{Encoder, TextEncoder};
 use self::counts::{ActiveRequests, RegisteredInvocations};
 pub use self::counts::{InvocationCounts, normalize_method};
 use self::exemplars::{ExemplarIds, Exemplars};
+pub use self::series::RouteSeries;
+use self::series::{BoundRequest, SeriesKey};
 
 mod counts;
 pub mod exemplars;
 pub mod openmetrics;
+mod series;
 
 /// The family that carries exemplars in the OpenMetrics exposition.
 const REQUEST_DURATION_FAMILY: &str = "http_server_request_duration_seconds";
@@ -77,6 +80,8 @@ pub struct RequestRecord<'a> {
     pub route: Option<&'a Arc<str>>,
     /// The component that served it, if any.
     pub component: Option<&'a Arc<str>>,
+    /// The request histograms bound for its route, when a route matched.
+    pub series: Option<&'a RouteSeries>,
     /// Response status.
     pub status: u16,
     /// `error.type` when the request failed (5xx, timeout, client gone).
@@ -211,39 +216,44 @@ impl Metrics {
         if !self.enabled {
             return;
         }
-        let route = record.route.map_or_else(
-            || KeyValue::new("http.route", UNMATCHED_ROUTE),
-            |r| KeyValue::new("http.route", r.clone()),
-        );
-        let component = record.component.map_or_else(
-            || KeyValue::new("spin.component", ""),
-            |c| KeyValue::new("spin.component", c.clone()),
-        );
-        let base = [
-            KeyValue::new("http.request.method", record.method),
-            route,
-            KeyValue::new("http.response.status_code", i64::from(record.status)),
-            KeyValue::new("url.scheme", "http"),
-            component,
-        ];
-        let with_error;
-        let attributes: &[KeyValue] = match record.error_type {
-            None => &base,
-            Some(error) => {
-                let [a, b, c, d, e] = base;
-                with_error = [a, b, c, d, e, KeyValue::new("error.type", error)];
-                &with_error
-            }
+        let key = SeriesKey {
+            method: record.method,
+            status: record.status,
+            error_type: record.error_type,
         };
-        self.request_duration
-            .record(record.duration.as_secs_f64(), attributes);
+        let recorded = record.series.is_some_and(|series| {
+            series.record(
+                key,
+                || self.bind_request(record),
+                |bound| {
+                    bound.duration.record(record.duration.as_secs_f64());
+                    bound.request_body.record(record.request_bytes);
+                    bound.response_body.record(record.response_bytes);
+                },
+            )
+        });
+        if !recorded {
+            with_request_attributes(record, |attributes| {
+                self.request_duration
+                    .record(record.duration.as_secs_f64(), attributes);
+                self.request_body_size
+                    .record(record.request_bytes, attributes);
+                self.response_body_size
+                    .record(record.response_bytes, attributes);
+            });
+        }
         if let Some(ids) = record.exemplar {
             self.exemplars.record(record, ids, SystemTime::now());
         }
-        self.request_body_size
-            .record(record.request_bytes, attributes);
-        self.response_body_size
-            .record(record.response_bytes, attributes);
+    }
+
+    /// The three request histograms bound to `record`'s attributes.
+    fn bind_request(&self, record: &RequestRecord<'_>) -> BoundRequest {
+        with_request_attributes(record, |attributes| BoundRequest {
+            duration: self.request_duration.bind(attributes),
+            request_body: self.request_body_size.bind(attributes),
+            response_body: self.response_body_size.bind(attributes),
+        })
     }
 
     /// A component was instantiated.
@@ -396,6 +406,36 @@ impl Metrics {
     }
 }
 
+/// Hands `use_them` the attributes of a request's three histograms,
+/// `error.type` last when it failed.
+fn with_request_attributes<T>(
+    record: &RequestRecord<'_>,
+    use_them: impl FnOnce(&[KeyValue]) -> T,
+) -> T {
+    let route = record.route.map_or_else(
+        || KeyValue::new("http.route", UNMATCHED_ROUTE),
+        |r| KeyValue::new("http.route", r.clone()),
+    );
+    let component = record.component.map_or_else(
+        || KeyValue::new("spin.component", ""),
+        |c| KeyValue::new("spin.component", c.clone()),
+    );
+    let base = [
+        KeyValue::new("http.request.method", record.method),
+        route,
+        KeyValue::new("http.response.status_code", i64::from(record.status)),
+        KeyValue::new("url.scheme", "http"),
+        component,
+    ];
+    match record.error_type {
+        None => use_them(&base),
+        Some(error) => {
+            let [a, b, c, d, e] = base;
+            use_them(&[a, b, c, d, e, KeyValue::new("error.type", error)])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +463,7 @@ mod tests {
             method: "GET",
             route: Some(&route),
             component: Some(&component),
+            series: None,
             status: 200,
             error_type: None,
             duration: Duration::from_millis(3),
@@ -503,6 +544,7 @@ mod tests {
             method: "_OTHER",
             route: None,
             component: None,
+            series: None,
             status: 431,
             error_type: None,
             duration: Duration::ZERO,
@@ -531,6 +573,7 @@ mod tests {
                 method: "GET",
                 route: None,
                 component: None,
+                series: None,
                 status: 404,
                 error_type: None,
                 duration: Duration::from_millis(1),
@@ -546,6 +589,60 @@ mod tests {
             .collect();
         assert_eq!(series.len(), 1, "{series:?}");
         assert!(series[0].contains(r#"http_route="unmatched""#) && series[0].ends_with(" 3"));
+    }
+
+    /// The `_count` and `_sum` lines of the request duration whose labels
+    /// contain `status`.
+    fn duration_lines(text: &str, status: u16) -> Vec<String> {
+        let status = format!(r#"http_response_status_code="{status}""#);
+        text.lines()
+            .filter(|l| {
+                (l.starts_with("http_server_request_duration_seconds_count")
+                    || l.starts_with("http_server_request_body_size_bytes_count"))
+                    && l.contains(&status)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn bound_series_record_what_unbound_recording_records() {
+        let route: Arc<str> = "/heroes/:id".into();
+        let component: Arc<str> = "hero-registry".into();
+        // More statuses than a route binds: the last ones fall back to
+        // unbound recording.
+        let statuses: Vec<u16> = (200..200 + series::MAX_BOUND as u16 + 3).collect();
+        // Twice each status, through a route's series or without one.
+        let exposition = |bound: bool| {
+            let m = metrics();
+            let series = RouteSeries::default();
+            for _ in 0..2 {
+                for &status in &statuses {
+                    m.request_finished(&RequestRecord {
+                        method: "GET",
+                        route: Some(&route),
+                        component: Some(&component),
+                        series: bound.then_some(&series),
+                        status,
+                        error_type: (status >= 230).then_some("timeout"),
+                        duration: Duration::from_millis(2),
+                        request_bytes: 7,
+                        response_bytes: 10,
+                        exemplar: None,
+                    });
+                }
+            }
+            (text(&m), series.len())
+        };
+        let (bound, kept) = exposition(true);
+        let (unbound, _) = exposition(false);
+        assert_eq!(kept, series::MAX_BOUND);
+        for status in [200, 229, 230, *statuses.last().unwrap()] {
+            let lines = duration_lines(&bound, status);
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert!(lines.iter().all(|l| l.ends_with(" 2")), "{lines:?}");
+            assert_eq!(lines, duration_lines(&unbound, status));
+        }
     }
 
     #[test]
