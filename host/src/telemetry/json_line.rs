@@ -3,7 +3,10 @@
 //! line capped at [`MAX_LINE`] bytes. A value cut short ends in `…` and the
 //! line gets `"truncated": true`.
 
-use std::time::SystemTime;
+use std::cell::Cell;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest line written, newline included.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -31,8 +34,7 @@ impl JsonLine {
         line.buf.clear();
         line.buf.push(b'{');
         line.buf.extend_from_slice(b"\"timestamp\":\"");
-        use std::io::Write;
-        let _ = write!(line.buf, "{}", humantime::format_rfc3339_micros(at));
+        push_timestamp(&mut line.buf, at);
         line.buf.push(b'"');
         line.str("level", level);
         line.str("target", target);
@@ -85,13 +87,36 @@ impl JsonLine {
 
     /// Adds a string field from a `Display` value whose text never needs
     /// escaping (numbers, socket addresses).
-    pub fn display_plain(&mut self, key: &str, value: &impl std::fmt::Display) {
+    fn display_plain(&mut self, key: &str, value: &impl std::fmt::Display) {
         if !self.fits_small(key) {
             return;
         }
         self.key(key);
-        use std::io::Write;
         let _ = write!(self.buf, "\"{value}\"");
+    }
+
+    /// Adds a socket address as a string (`127.0.0.1:8080`, `[::1]:8080`);
+    /// IPv4 without going through `Display`.
+    pub fn socket_addr(&mut self, key: &str, value: &SocketAddr) {
+        let SocketAddr::V4(v4) = value else {
+            return self.display_plain(key, value);
+        };
+        if !self.fits_small(key) {
+            return;
+        }
+        self.key(key);
+        self.buf.push(b'"');
+        let mut digits = itoa::Buffer::new();
+        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b'.');
+            }
+            self.buf.extend_from_slice(digits.format(octet).as_bytes());
+        }
+        self.buf.push(b':');
+        self.buf
+            .extend_from_slice(digits.format(v4.port()).as_bytes());
+        self.buf.push(b'"');
     }
 
     /// Adds bytes that should be text: invalid UTF-8 becomes U+FFFD.
@@ -116,15 +141,19 @@ impl JsonLine {
         self.buf.extend_from_slice(digits.format(value).as_bytes());
     }
 
-    /// Adds a number with three decimals (milliseconds with microsecond
-    /// precision).
-    pub fn f64_3(&mut self, key: &str, value: f64) {
+    /// Adds a duration in milliseconds with three decimals (to the nearest
+    /// microsecond), as a number.
+    pub fn millis(&mut self, key: &str, value: Duration) {
         if !self.fits_small(key) {
             return;
         }
         self.key(key);
-        use std::io::Write;
-        let _ = write!(self.buf, "{value:.3}");
+        let micros = (value.as_nanos() + 500) / 1000;
+        let mut digits = itoa::Buffer::new();
+        self.buf
+            .extend_from_slice(digits.format(micros / 1000).as_bytes());
+        self.buf.push(b'.');
+        push_digits(&mut self.buf, (micros % 1000) as u32, 3);
     }
 
     /// Adds a boolean.
@@ -156,6 +185,52 @@ impl JsonLine {
         self.buf.extend_from_slice(b"}\n");
         debug_assert!(self.buf.len() <= MAX_LINE);
         self.buf
+    }
+}
+
+thread_local! {
+    /// The last second this thread wrote a timestamp in, and its text up to
+    /// the seconds (`2026-11-24T09:50:45`).
+    static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
+}
+
+/// The last instant RFC 3339 has room for (the end of the year 9999).
+const LAST_TIME: Duration = Duration::new(253_402_300_799, 999_999_999);
+
+/// Appends `at` as RFC 3339 UTC with microseconds
+/// (`2026-11-24T09:50:45.123456Z`), clamped to the years 1970 to 9999; the
+/// text up to the seconds is formatted once a second on each thread.
+fn push_timestamp(buf: &mut Vec<u8>, at: SystemTime) {
+    let since_epoch = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .min(LAST_TIME);
+    let secs = since_epoch.as_secs();
+    let prefix = match SECOND.get() {
+        Some((cached, prefix)) if cached == secs => prefix,
+        _ => {
+            // `YYYY-MM-DDTHH:MM:SSZ`, of which the last byte is left out.
+            let mut text = [0u8; 20];
+            let second = humantime::format_rfc3339_seconds(UNIX_EPOCH + since_epoch);
+            let _ = write!(&mut text[..], "{second}");
+            let mut prefix = [0u8; 19];
+            prefix.copy_from_slice(&text[..19]);
+            SECOND.set(Some((secs, prefix)));
+            prefix
+        }
+    };
+    buf.extend_from_slice(&prefix);
+    buf.push(b'.');
+    push_digits(buf, since_epoch.subsec_micros(), 6);
+    buf.push(b'Z');
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn push_digits(buf: &mut Vec<u8>, value: u32, width: u32) {
+    let mut place = 10u32.pow(width - 1);
+    while place > 0 {
+        buf.push(b'0' + (value / place % 10) as u8);
+        place /= 10;
     }
 }
 
@@ -272,7 +347,7 @@ mod tests {
         let mut line = JsonLine::start(Vec::new(), at, "info", "hero_host::server");
         line.u64("status", 200);
         line.bool("instance_reused", true);
-        line.f64_3("duration_ms", 1.23456);
+        line.millis("duration_ms", Duration::from_nanos(1_234_560));
         let value = parse(&line.finish());
         assert_eq!(value["timestamp"], "2026-11-24T09:50:45.123456Z");
         assert_eq!(value["level"], "info");
@@ -303,13 +378,24 @@ mod tests {
     fn joins_parts_with_spaces_and_writes_plain_values() {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
         line.str_joined("message", &["GET", "/a\"b", "200"], 100);
-        line.display_plain(
-            "client_addr",
-            &"[::1]:8080".parse::<std::net::SocketAddr>().unwrap(),
-        );
+        for addr in [
+            "[::1]:8080",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.0.12.3:443",
+        ] {
+            line.socket_addr(addr, &addr.parse().unwrap());
+        }
         let value = parse(&line.finish());
         assert_eq!(value["message"], "GET /a\"b 200");
-        assert_eq!(value["client_addr"], "[::1]:8080");
+        for addr in [
+            "[::1]:8080",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.0.12.3:443",
+        ] {
+            assert_eq!(value[addr], addr);
+        }
     }
 
     #[test]
@@ -357,5 +443,46 @@ mod tests {
         assert_eq!(value["truncated"], true);
         assert_eq!(value["status"], 500, "small fields still fit after a cut");
         assert!(value.get("object").is_none());
+    }
+    #[test]
+    fn timestamps_match_rfc3339_with_microseconds_across_seconds() {
+        let base = UNIX_EPOCH + Duration::from_micros(1_795_513_845_999_990);
+        let steps = [0, 1, 9, 10, 11, 999_999, 1_000_000, 86_400_000_000, 3_000];
+        let mut at = base;
+        for step in steps.iter().cycle().take(40) {
+            at += Duration::from_micros(*step);
+            let mut buf = Vec::new();
+            push_timestamp(&mut buf, at);
+            let expected = humantime::format_rfc3339_micros(at).to_string();
+            assert_eq!(String::from_utf8(buf).unwrap(), expected);
+        }
+        let mut buf = Vec::new();
+        push_timestamp(&mut buf, UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(buf, b"1970-01-01T00:00:00.000000Z", "clamped");
+        buf.clear();
+        push_timestamp(&mut buf, UNIX_EPOCH + Duration::from_secs(300_000_000_000));
+        assert_eq!(buf, b"9999-12-31T23:59:59.999999Z", "clamped");
+    }
+
+    #[test]
+    fn durations_are_milliseconds_with_three_decimals() {
+        for (nanos, text) in [
+            (0, "0.000"),
+            (499, "0.000"),
+            (500, "0.001"),
+            (1_234_560, "1.235"),
+            (12_000_000, "12.000"),
+            (999_999_600, "1000.000"),
+            (7_200_000_000_000, "7200000.000"),
+        ] {
+            let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+            line.millis("d", Duration::from_nanos(nanos));
+            let bytes = line.finish();
+            let written = std::str::from_utf8(&bytes).unwrap();
+            assert!(
+                written.ends_with(&format!(",\"d\":{text}}}\n")),
+                "{written}"
+            );
+        }
     }
 }

@@ -231,10 +231,10 @@ impl LogSink {
             line.str_capped("method", inv.method, 64);
             line.str_capped("path", inv.path, PATH_MAX);
             line.u64("status", u64::from(inv.status));
-            line.f64_3("duration_ms", inv.duration.as_secs_f64() * 1000.0);
+            line.millis("duration_ms", inv.duration);
             line.u64("request_bytes", inv.request_bytes);
             line.u64("response_bytes", inv.response_bytes);
-            line.display_plain("client_addr", &inv.client_addr);
+            line.socket_addr("client_addr", &inv.client_addr);
             match inv.user_agent {
                 Some(agent) => line.bytes_capped("user_agent", agent, USER_AGENT_MAX),
                 None => line.str("user_agent", ""),
