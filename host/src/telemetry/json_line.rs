@@ -43,7 +43,14 @@ impl JsonLine {
 
     fn key(&mut self, key: &str) {
         self.buf.push(b',');
-        escape_into(&mut self.buf, key, usize::MAX);
+        // The host's own keys never need escaping; a guest's may.
+        if plain_prefix(key.as_bytes()) == key.len() {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(key.as_bytes());
+            self.buf.push(b'"');
+        } else {
+            escape_into(&mut self.buf, key, usize::MAX);
+        }
         self.buf.push(b':');
     }
 
@@ -364,6 +371,7 @@ mod tests {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "warn", "t");
         line.str("path", hostile);
         line.bytes_capped("user_agent", b"ok\xff\xfe", 100);
+        line.str(hostile, "a key escaped too");
         let bytes = line.finish();
         assert!(
             !bytes[..bytes.len() - 1].iter().any(|b| *b < 0x20),
@@ -372,6 +380,7 @@ mod tests {
         let value = parse(&bytes);
         assert_eq!(value["path"], hostile);
         assert_eq!(value["user_agent"], "ok\u{fffd}\u{fffd}");
+        assert_eq!(value[hostile], "a key escaped too");
     }
 
     #[test]
