@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::contender::{Builder, Contender, Serves};
-use crate::price::{INSTRUMENTATION, TRACING};
+use crate::price::{INSTRUMENTATION, OVER_LIKE_FOR_LIKE, OVER_PLAIN, TRACING};
 use crate::run::RunArgs;
 use crate::scenario::Scenario;
 use crate::server::Launch;
@@ -158,9 +158,10 @@ fn traced(b: &mut Builder<'_>, scratch: &Path, exe: &Path) -> (Contender, Launch
     (traced, sink)
 }
 
-/// The instrumentation priced on the single-hero read and on hello, and
-/// tracing on the single-hero read; each only when its servers are in the
-/// line-up.
+/// The instrumentation priced on the single-hero read and on hello, tracing
+/// on the single-hero read, and hero-host against both `wasmtime serve`s on
+/// hello (the same rounds give the runtime ratios a steadier figure than rows
+/// measured minutes apart); each only when its servers are in the line-up.
 fn price_plans(
     all: &[Contender],
     traced: Contender,
@@ -169,13 +170,35 @@ fn price_plans(
 ) -> Vec<PricePlan> {
     let find = |key: &str| all.iter().find(|c| c.key == key).cloned();
     let mut plans = Vec::new();
-    for (scenario, on, off) in [
-        (Scenario::GetHero, "hero-host", "hero-host-off"),
-        (Scenario::Hello, "hello-hero-host", "hello-hero-host-off"),
+    for (what, scenario, on, off) in [
+        (
+            INSTRUMENTATION,
+            Scenario::GetHero,
+            "hero-host",
+            "hero-host-off",
+        ),
+        (
+            INSTRUMENTATION,
+            Scenario::Hello,
+            "hello-hero-host",
+            "hello-hero-host-off",
+        ),
+        (
+            OVER_LIKE_FOR_LIKE,
+            Scenario::Hello,
+            "hello-hero-host",
+            "hello-wasmtime-like",
+        ),
+        (
+            OVER_PLAIN,
+            Scenario::Hello,
+            "hello-hero-host",
+            "hello-wasmtime",
+        ),
     ] {
         if let (Some(on), Some(off)) = (find(on), find(off)) {
             plans.push(PricePlan {
-                what: INSTRUMENTATION,
+                what,
                 scenario,
                 on,
                 off,
@@ -268,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn tracing_is_priced_against_hero_host_as_shipped_with_its_own_sink() {
+    fn features_and_runtimes_are_priced_and_tracing_has_its_own_sink() {
         let lineup = lineup_of(&[], Ok(()));
         let whats: Vec<(&str, Scenario)> =
             lineup.prices.iter().map(|p| (p.what, p.scenario)).collect();
@@ -277,10 +300,15 @@ mod tests {
             [
                 (INSTRUMENTATION, Scenario::GetHero),
                 (INSTRUMENTATION, Scenario::Hello),
+                (OVER_LIKE_FOR_LIKE, Scenario::Hello),
+                (OVER_PLAIN, Scenario::Hello),
                 (TRACING, Scenario::GetHero),
             ]
         );
-        let tracing = &lineup.prices[2];
+        let keys = |i: usize| (lineup.prices[i].on.key, lineup.prices[i].off.key);
+        assert_eq!(keys(2), ("hello-hero-host", "hello-wasmtime-like"));
+        assert_eq!(keys(3), ("hello-hero-host", "hello-wasmtime"));
+        let tracing = &lineup.prices[4];
         let sink = tracing.sink.as_ref().unwrap();
         let endpoint = format!("http://{}", sink.listen);
         assert!(

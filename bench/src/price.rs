@@ -10,6 +10,11 @@ use crate::scenario::Scenario;
 pub const INSTRUMENTATION: &str = "instrumentation";
 /// What the rounds with and without OTLP trace export price.
 pub const TRACING: &str = "tracing, 10% sampled";
+/// What hero-host (telemetry on) costs over `wasmtime serve` with the same
+/// guarantees, on hello: hero-host is the "with" side.
+pub const OVER_LIKE_FOR_LIKE: &str = "hero-host over like-for-like wasmtime serve";
+/// What hero-host (telemetry on) costs over plain `wasmtime serve`, on hello.
+pub const OVER_PLAIN: &str = "hero-host over plain wasmtime serve";
 
 /// One round of an interleaved with/without measurement.
 #[derive(Debug, Clone, Serialize)]
