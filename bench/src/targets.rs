@@ -336,6 +336,15 @@ mod tests {
         }
     }
 
+    /// The targets once `what` is priced in `scenario` by three rounds of
+    /// `on` req/s each against 10,000 without.
+    fn priced(results: &mut Results, what: &str, scenario: Scenario, on: [f64; 3]) -> Vec<Target> {
+        let rounds = on.map(|on| PriceRound::new(on, 10_000.0)).to_vec();
+        let row = PriceRow::new(what, scenario, ("on", "off"), rounds);
+        results.prices.push(row);
+        evaluate(results)
+    }
+
     fn find<'a>(targets: &'a [Target], what: &str) -> &'a Target {
         targets
             .iter()
@@ -361,21 +370,8 @@ mod tests {
     #[test]
     fn hello_against_wasmtime_uses_the_median_round_when_there_is_one() {
         let mut results = results();
-        let rounds = [
-            (9_000.0, 10_000.0),
-            (10_500.0, 10_000.0),
-            (9_800.0, 10_000.0),
-        ]
-        .map(|(on, off)| PriceRound::new(on, off))
-        .to_vec();
-        let labels = ("hero-host", "wasmtime");
-        results.prices.push(PriceRow::new(
-            crate::price::OVER_LIKE_FOR_LIKE,
-            Hello,
-            labels,
-            rounds,
-        ));
-        let targets = evaluate(&results);
+        let on = [9_000.0, 10_500.0, 9_800.0];
+        let targets = priced(&mut results, crate::price::OVER_LIKE_FOR_LIKE, Hello, on);
         let like = find(&targets, "hello, telemetry on: req/s ÷ like-for-like");
         assert_eq!(
             (like.what.as_str(), like.measured.as_str(), like.met),
@@ -425,21 +421,8 @@ mod tests {
         );
         assert_eq!((cost.measured.as_str(), cost.met), ("not measured", None));
 
-        let rounds = [
-            (9_600.0, 10_000.0),
-            (9_000.0, 10_000.0),
-            (9_700.0, 10_000.0),
-        ]
-        .map(|(on, off)| PriceRound::new(on, off))
-        .to_vec();
-        let labels = ("on", "off");
-        results.prices.push(PriceRow::new(
-            crate::price::INSTRUMENTATION,
-            GetHero,
-            labels,
-            rounds,
-        ));
-        let targets = evaluate(&results);
+        let on = [9_600.0, 9_000.0, 9_700.0];
+        let targets = priced(&mut results, crate::price::INSTRUMENTATION, GetHero, on);
         let cost = find(
             &targets,
             "GET /heroes/{id}: instrumentation cost, median round",
