@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::support::{
     AppDir, Host, Prometheus, agent, assert_log_line_valid, get, is_invocation, log_line_schema,
     promtool_check, raw_exchange, raw_status, registry_and_chaos_manifest, sample_value, send,
-    start,
+    start, wait_until,
 };
 
 /// Series (name and labels) of an exposition, each once.
@@ -351,9 +351,31 @@ fn unmatched_paths_add_no_series() {
     let _heavy = crate::support::exclusive();
     let app = AppDir::registry();
     let host = std::sync::Arc::new(start(&app, &[]));
-    let count = |host: &Host| series(&host.metrics_text()).len();
+    // A request is recorded once its response is flushed, which may be just
+    // after the client has read it: wait for the count, then compare.
+    let unmatched_count = |host: &Host, n: usize| {
+        let text = host.metrics_text();
+        let done = text.lines().any(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains(r#"http_route="unmatched""#)
+                && l.ends_with(&format!(" {n}"))
+        });
+        done.then_some(text)
+    };
+    let recorded = |host: &Host, n: usize| {
+        let mut text = None;
+        wait_until(
+            "the unmatched requests recorded",
+            Duration::from_secs(10),
+            || {
+                text = unmatched_count(host, n);
+                text.is_some()
+            },
+        );
+        text.unwrap_or_default()
+    };
     send(&agent(), "GET", &host.url("/warm-up-unmatched"), None);
-    let before = count(&host);
+    let before = series(&recorded(&host, 1)).len();
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let host = host.clone();
@@ -369,21 +391,14 @@ fn unmatched_paths_add_no_series() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let text = host.metrics_text();
+    // One series for all of them, counting every one.
+    let text = recorded(&host, 10_001);
     assert_eq!(
         series(&text).len(),
         before,
         "10,000 unmatched paths added series"
     );
     assert!(!text.contains("/random/"), "a raw path became a label");
-    let unmatched = text
-        .lines()
-        .find(|l| {
-            l.starts_with("http_server_request_duration_seconds_count")
-                && l.contains(r#"http_route="unmatched""#)
-        })
-        .unwrap();
-    assert!(unmatched.ends_with(" 10001"), "{unmatched}");
 }
 
 fn fastrand_like(seed: usize) -> u64 {
