@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::contender::{Builder, Contender, Serves};
-use crate::price::{INSTRUMENTATION, OVER_LIKE_FOR_LIKE, OVER_PLAIN, TRACING};
+use crate::price::{INSTRUMENTATION, OVER_FASTAPI, OVER_LIKE_FOR_LIKE, OVER_PLAIN, TRACING};
 use crate::run::RunArgs;
 use crate::scenario::Scenario;
 use crate::server::Launch;
@@ -127,7 +127,10 @@ pub fn lineup(
     let prices = if args.price_rounds == 0 {
         Vec::new()
     } else {
-        price_plans(&all, traced, sink, tracing)
+        let list = Scenario::List {
+            stored: args.seed_count,
+        };
+        price_plans(&all, list, traced, sink, tracing)
     };
     Ok(Lineup {
         contenders: all,
@@ -159,43 +162,39 @@ fn traced(b: &mut Builder<'_>, scratch: &Path, exe: &Path) -> (Contender, Launch
 }
 
 /// The instrumentation priced on the single-hero read and on hello, tracing
-/// on the single-hero read, and hero-host against both `wasmtime serve`s on
-/// hello (the same rounds give the runtime ratios a steadier figure than rows
-/// measured minutes apart); each only when its servers are in the line-up.
+/// on the single-hero read, hero-host against both `wasmtime serve`s on hello
+/// and against FastAPI on `list` and POST (the same rounds give those ratios a
+/// steadier figure than rows measured minutes apart); each only when its
+/// servers are in the line-up.
 fn price_plans(
     all: &[Contender],
+    list: Scenario,
     traced: Contender,
     sink: Launch,
     tracing: Result<(), String>,
 ) -> Vec<PricePlan> {
     let find = |key: &str| all.iter().find(|c| c.key == key).cloned();
     let mut plans = Vec::new();
-    for (what, scenario, on, off) in [
+    use Scenario::{GetHero, Hello, PostHero};
+    let pairs = [
+        (INSTRUMENTATION, GetHero, "hero-host", "hero-host-off"),
         (
             INSTRUMENTATION,
-            Scenario::GetHero,
-            "hero-host",
-            "hero-host-off",
-        ),
-        (
-            INSTRUMENTATION,
-            Scenario::Hello,
+            Hello,
             "hello-hero-host",
             "hello-hero-host-off",
         ),
         (
             OVER_LIKE_FOR_LIKE,
-            Scenario::Hello,
+            Hello,
             "hello-hero-host",
             "hello-wasmtime-like",
         ),
-        (
-            OVER_PLAIN,
-            Scenario::Hello,
-            "hello-hero-host",
-            "hello-wasmtime",
-        ),
-    ] {
+        (OVER_PLAIN, Hello, "hello-hero-host", "hello-wasmtime"),
+        (OVER_FASTAPI, list, "hero-host", "fastapi"),
+        (OVER_FASTAPI, PostHero, "hero-host", "fastapi"),
+    ];
+    for (what, scenario, on, off) in pairs {
         if let (Some(on), Some(off)) = (find(on), find(off)) {
             plans.push(PricePlan {
                 what,
@@ -322,6 +321,39 @@ mod tests {
         assert_eq!(tracing.off.key, "hero-host");
         assert_ne!(tracing.on.launch.listen, tracing.off.launch.listen);
         assert!(tracing.skip.is_none());
+    }
+
+    #[test]
+    fn fastapi_is_priced_on_the_small_list_and_on_post_when_it_runs() {
+        let dir = std::env::temp_dir().join(format!("hero-bench-fastapi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (python, app) = (dir.join("python"), dir.join("main.py"));
+        std::fs::write(&python, b"").unwrap();
+        std::fs::write(&app, b"").unwrap();
+        let (python, app) = (python.display().to_string(), app.display().to_string());
+        let extra = [
+            "--python",
+            &python,
+            "--fastapi-app",
+            &app,
+            "--seed-count",
+            "500",
+        ];
+        let lineup = lineup_of(&extra, Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let fastapi: Vec<(Scenario, &str, &str)> = lineup
+            .prices
+            .iter()
+            .filter(|p| p.what == OVER_FASTAPI)
+            .map(|p| (p.scenario, p.on.key, p.off.key))
+            .collect();
+        assert_eq!(
+            fastapi,
+            [
+                (Scenario::List { stored: 500 }, "hero-host", "fastapi"),
+                (Scenario::PostHero, "hero-host", "fastapi"),
+            ]
+        );
     }
 
     #[test]

@@ -99,14 +99,18 @@ impl Runner<'_> {
     }
 
     /// The load arguments of one side, after seeding it if the scenario
-    /// reads heroes.
+    /// reads heroes (as many as a list scenario has stored).
     fn price_args(&self, contender: &Contender, scenario: Scenario) -> anyhow::Result<Vec<String>> {
         let ids = self
             .scratch
             .join(format!("price-ids-{}.txt", contender.key));
-        if scenario == Scenario::GetHero {
-            self.client
-                .seed(contender.launch.listen, self.args.seed_count, &ids)?;
+        let seed = match scenario {
+            Scenario::GetHero => self.args.seed_count,
+            Scenario::List { stored } => stored,
+            Scenario::Root | Scenario::PostHero | Scenario::Hello => 0,
+        };
+        if seed > 0 {
+            self.client.seed(contender.launch.listen, seed, &ids)?;
         }
         let mut args = scenario.load_args(&ids);
         args.extend(contender.load_args.iter().cloned());
