@@ -383,26 +383,24 @@ mod tests {
         assert_eq!(value[hostile], "a key escaped too");
     }
 
+    /// Peers as they print, IPv4 edge values and IPv6.
+    const ADDRS: [&str; 4] = [
+        "[::1]:8080",
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.12.3:443",
+    ];
+
     #[test]
     fn joins_parts_with_spaces_and_writes_plain_values() {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
         line.str_joined("message", &["GET", "/a\"b", "200"], 100);
-        for addr in [
-            "[::1]:8080",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.0.12.3:443",
-        ] {
+        for addr in ADDRS {
             line.socket_addr(addr, &addr.parse().unwrap());
         }
         let value = parse(&line.finish());
         assert_eq!(value["message"], "GET /a\"b 200");
-        for addr in [
-            "[::1]:8080",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.0.12.3:443",
-        ] {
+        for addr in ADDRS {
             assert_eq!(value[addr], addr);
         }
     }
@@ -453,6 +451,7 @@ mod tests {
         assert_eq!(value["status"], 500, "small fields still fit after a cut");
         assert!(value.get("object").is_none());
     }
+
     #[test]
     fn timestamps_match_rfc3339_with_microseconds_across_seconds() {
         let base = UNIX_EPOCH + Duration::from_micros(1_795_513_845_999_990);

@@ -352,27 +352,27 @@ fn unmatched_paths_add_no_series() {
     let app = AppDir::registry();
     let host = std::sync::Arc::new(start(&app, &[]));
     // A request is recorded once its response is flushed, which may be just
-    // after the client has read it: wait for the count, then compare.
-    let unmatched_count = |host: &Host, n: usize| {
-        let text = host.metrics_text();
-        let done = text.lines().any(|l| {
-            l.starts_with("http_server_request_duration_seconds_count")
-                && l.contains(r#"http_route="unmatched""#)
-                && l.ends_with(&format!(" {n}"))
-        });
-        done.then_some(text)
+    // after the client has read it: wait until `n` are counted.
+    let unmatched_line = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("http_server_request_duration_seconds_count")
+                    && l.contains(r#"http_route="unmatched""#)
+            })
+            .map(str::to_owned)
     };
-    let recorded = |host: &Host, n: usize| {
-        let mut text = None;
+    let recorded = |host: &Host, n: u64| {
+        let mut text = String::new();
         wait_until(
             "the unmatched requests recorded",
             Duration::from_secs(10),
             || {
-                text = unmatched_count(host, n);
-                text.is_some()
+                text = host.metrics_text();
+                let count = unmatched_line(&text).and_then(|l| l.rsplit(' ').next()?.parse().ok());
+                count.is_some_and(|count: u64| count >= n)
             },
         );
-        text.unwrap_or_default()
+        text
     };
     send(&agent(), "GET", &host.url("/warm-up-unmatched"), None);
     let before = series(&recorded(&host, 1)).len();
@@ -399,6 +399,8 @@ fn unmatched_paths_add_no_series() {
         "10,000 unmatched paths added series"
     );
     assert!(!text.contains("/random/"), "a raw path became a label");
+    let unmatched = unmatched_line(&text).unwrap();
+    assert!(unmatched.ends_with(" 10001"), "{unmatched}");
 }
 
 fn fastrand_like(seed: usize) -> u64 {
