@@ -41,6 +41,24 @@ impl Unit {
     }
 }
 
+/// Where a ratio comes from.
+#[derive(Debug, Clone, Copy)]
+enum How {
+    /// The median of interleaved rounds.
+    MedianRound,
+    /// Rows measured one after the other.
+    OneShot,
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            How::MedianRound => "median round",
+            How::OneShot => "one shot",
+        })
+    }
+}
+
 /// Collects targets in the order they are shown.
 struct Targets<'a> {
     results: &'a Results,
@@ -87,17 +105,11 @@ impl Targets<'_> {
 
     /// `on` ÷ `off` req/s in `scenario`: the median round of `what` when its
     /// rounds ran, else the one-shot rows; with which it is.
-    fn ratio(
-        &self,
-        what: &str,
-        scenario: Scenario,
-        on: &str,
-        off: &str,
-    ) -> (&'static str, Option<f64>) {
+    fn ratio(&self, what: &str, scenario: Scenario, on: &str, off: &str) -> (How, Option<f64>) {
         match self.price(what, scenario) {
-            Some(cost) => ("median round", Some(1.0 - cost)),
+            Some(cost) => (How::MedianRound, Some(1.0 - cost)),
             None => (
-                "one shot",
+                How::OneShot,
                 div(self.rps(scenario, on), self.rps(scenario, off)),
             ),
         }
@@ -211,17 +223,12 @@ fn instrumentation(
     keys: (&str, &str),
     goal: Goal,
 ) {
-    match t.price(crate::price::INSTRUMENTATION, scenario) {
-        Some(cost) => {
-            let what = format!("{name}: instrumentation cost, median round");
-            t.push(issue, &what, goal, Unit::Percent, Some(cost));
-        }
-        None => {
-            let what = format!("{name}: instrumentation cost, 1 − on ÷ off (one shot)");
-            let value = div(t.rps(scenario, keys.0), t.rps(scenario, keys.1)).map(|r| 1.0 - r);
-            t.push(issue, &what, goal, Unit::Percent, value);
-        }
-    }
+    let (how, ratio) = t.ratio(crate::price::INSTRUMENTATION, scenario, keys.0, keys.1);
+    let what = match how {
+        How::MedianRound => format!("{name}: instrumentation cost, median round"),
+        How::OneShot => format!("{name}: instrumentation cost, 1 − on ÷ off (one shot)"),
+    };
+    t.push(issue, &what, goal, Unit::Percent, ratio.map(|r| 1.0 - r));
 }
 
 /// The data model: a list costs what its page costs.
