@@ -163,7 +163,7 @@ fn traced(b: &mut Builder<'_>, scratch: &Path, exe: &Path) -> (Contender, Launch
 
 /// The instrumentation priced on the single-hero read and on hello, tracing
 /// on the single-hero read, hero-host against both `wasmtime serve`s on hello
-/// and against FastAPI on `list` and POST (the same rounds give those ratios a
+/// and against FastAPI on the single-hero read, `list` and POST (the same rounds give those ratios a
 /// steadier figure than rows measured minutes apart); each only when its
 /// servers are in the line-up.
 fn price_plans(
@@ -191,6 +191,7 @@ fn price_plans(
             "hello-wasmtime-like",
         ),
         (OVER_PLAIN, Hello, "hello-hero-host", "hello-wasmtime"),
+        (OVER_FASTAPI, GetHero, "hero-host", "fastapi"),
         (OVER_FASTAPI, list, "hero-host", "fastapi"),
         (OVER_FASTAPI, PostHero, "hero-host", "fastapi"),
     ];
@@ -350,6 +351,7 @@ mod tests {
         assert_eq!(
             fastapi,
             [
+                (Scenario::GetHero, "hero-host", "fastapi"),
                 (Scenario::List { stored: 500 }, "hero-host", "fastapi"),
                 (Scenario::PostHero, "hero-host", "fastapi"),
             ]
