@@ -163,9 +163,9 @@ fn traced(b: &mut Builder<'_>, scratch: &Path, exe: &Path) -> (Contender, Launch
 
 /// The instrumentation priced on the single-hero read and on hello, tracing
 /// on the single-hero read, hero-host against both `wasmtime serve`s on hello
-/// and against FastAPI on the single-hero read, `list` and POST (the same rounds give those ratios a
-/// steadier figure than rows measured minutes apart); each only when its
-/// servers are in the line-up.
+/// and against FastAPI on the single-hero read, `list` and POST (the same
+/// rounds give those ratios a steadier figure than rows measured minutes
+/// apart); each only when its servers are in the line-up.
 fn price_plans(
     all: &[Contender],
     list: Scenario,

@@ -115,6 +115,22 @@ impl Targets<'_> {
         }
     }
 
+    /// Pushes "`title`, how": `on` ÷ `off` req/s in `scenario` at least
+    /// `goal`, from the rounds that priced `what` when they ran (see
+    /// [`Targets::ratio`]).
+    fn push_ratio(
+        &mut self,
+        issue: u32,
+        title: &str,
+        (what, scenario): (&str, Scenario),
+        (on, off): (&str, &str),
+        goal: f64,
+    ) {
+        let (how, value) = self.ratio(what, scenario, on, off);
+        let title = format!("{title}, {how}");
+        self.push(issue, &title, Goal::AtLeast(goal), Unit::Times, value);
+    }
+
     /// The median price of `what` in `scenario`, when its rounds priced it.
     fn price(&self, what: &str, scenario: Scenario) -> Option<f64> {
         self.results
@@ -159,9 +175,8 @@ fn issue_11(t: &mut Targets<'_>) {
         (OVER_PLAIN, "hello-wasmtime", "plain", 0.8),
     ];
     for (what, against, wasmtime, goal) in pairs {
-        let (how, value) = t.ratio(what, Hello, on, against);
-        let title = format!("hello, telemetry on: req/s ÷ {wasmtime} wasmtime serve, {how}");
-        t.push(11, &title, AtLeast(goal), Unit::Times, value);
+        let title = format!("hello, telemetry on: req/s ÷ {wasmtime} wasmtime serve");
+        t.push_ratio(11, &title, (what, Hello), (on, against), goal);
     }
     let value = div(t.p99(Hello, on), t.p99(Hello, "hello-wasmtime-like"));
     t.push(
@@ -171,9 +186,14 @@ fn issue_11(t: &mut Targets<'_>) {
         Unit::Times,
         value,
     );
-    let (how, value) = t.ratio(OVER_FASTAPI, GetHero, "hero-host", "fastapi");
-    let title = format!("GET /heroes/{{id}}: req/s ÷ FastAPI, {how}");
-    t.push(11, &title, AtLeast(4.0), Unit::Times, value);
+    let title = "GET /heroes/{id}: req/s ÷ FastAPI";
+    t.push_ratio(
+        11,
+        title,
+        (OVER_FASTAPI, GetHero),
+        ("hero-host", "fastapi"),
+        4.0,
+    );
     let value = div(t.p99(GetHero, "hero-host"), t.p99(GetHero, "fastapi"));
     t.push(
         11,
@@ -236,26 +256,20 @@ fn issue_12(t: &mut Targets<'_>) {
     let large = List {
         stored: config.large_seed_count,
     };
-    let (how, value) = t.ratio(OVER_FASTAPI, small, "hero-host", "fastapi");
-    let what = format!(
-        "GET /heroes?limit=100 at {}: req/s ÷ FastAPI, {how}",
+    let registry = ("hero-host", "fastapi");
+    let title = format!(
+        "GET /heroes?limit=100 at {}: req/s ÷ FastAPI",
         config.seed_count
     );
-    t.push(12, &what, Goal::AtLeast(3.0), Unit::Times, value);
+    t.push_ratio(12, &title, (OVER_FASTAPI, small), registry, 3.0);
     let what = format!(
         "GET /heroes?limit=100 at {} ÷ at {}",
         config.large_seed_count, config.seed_count
     );
     let value = div(t.rps(large, "hero-host"), t.rps(small, "hero-host"));
     t.push(12, &what, Goal::AtLeast(0.8), Unit::Times, value);
-    let (how, value) = t.ratio(OVER_FASTAPI, PostHero, "hero-host", "fastapi");
-    t.push(
-        12,
-        &format!("POST /heroes (durable): req/s ÷ FastAPI (in memory), {how}"),
-        Goal::AtLeast(2.5),
-        Unit::Times,
-        value,
-    );
+    let title = "POST /heroes (durable): req/s ÷ FastAPI (in memory)";
+    t.push_ratio(12, title, (OVER_FASTAPI, PostHero), registry, 2.5);
 }
 
 /// Traces: sampled tracing priced on the single-hero read.
@@ -366,6 +380,22 @@ mod tests {
     }
 
     #[test]
+    fn the_single_hero_read_over_fastapi_uses_its_median_round() {
+        use crate::price::OVER_FASTAPI;
+        let on = [45_000.0, 38_000.0, 50_000.0];
+        let targets = priced(&mut results(), OVER_FASTAPI, GetHero, on);
+        let get = find(&targets, "GET /heroes/{id}: req/s ÷ FastAPI");
+        assert_eq!(
+            (get.what.as_str(), get.measured.as_str(), get.met),
+            (
+                "GET /heroes/{id}: req/s ÷ FastAPI, median round",
+                "4.50×",
+                Some(true)
+            )
+        );
+    }
+
+    #[test]
     fn hello_is_judged_against_both_wasmtime_contenders() {
         let targets = evaluate(&results());
         let like = find(&targets, "hello, telemetry on: req/s ÷ like-for-like");
@@ -409,7 +439,7 @@ mod tests {
         let one_shot = [
             "hello, telemetry on: req/s ÷ plain",
             "GET /heroes/{id}: req/s",
-            "POST",
+            "POST /heroes",
         ];
         for what in one_shot {
             let target = find(&targets, what);
