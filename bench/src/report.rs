@@ -84,6 +84,17 @@ fn header(out: &mut String, results: &Results) {
 }
 
 fn scenarios(out: &mut String, results: &Results) {
+    const COLUMNS: &[Column] = &[
+        left("contender", LABEL),
+        right("req/s", 10),
+        right("p50 ms", 9),
+        right("p99 ms", 9),
+        right("p99.9 ms", 9),
+        right("errors", 8),
+        right("peak RSS", 9),
+        right("× req/s", 8),
+        right("× p99", 8),
+    ];
     let mut titles: Vec<&str> = Vec::new();
     for row in &results.rows {
         if !titles.contains(&row.title.as_str()) {
@@ -92,38 +103,25 @@ fn scenarios(out: &mut String, results: &Results) {
     }
     for title in titles {
         let rows: Vec<&Row> = results.rows.iter().filter(|r| r.title == title).collect();
-        section(
+        table(
             out,
             title,
-            format_args!(
-                "{:<LABEL$} {:>10} {:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8}",
-                "contender",
-                "req/s",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "errors",
-                "peak RSS",
-                "× req/s",
-                "× p99"
-            ),
+            COLUMNS,
+            rows.iter().map(|row| {
+                let l = &row.load.latency;
+                vec![
+                    row.label.clone(),
+                    format!("{:.1}", row.load.rps),
+                    format!("{:.3}", l.p50_ms),
+                    format!("{:.3}", l.p99_ms),
+                    format!("{:.3}", l.p999_ms),
+                    row.errors().to_string(),
+                    format!("{:.1} MiB", row.peak_rss_mib),
+                    ratio(row.rps_ratio),
+                    ratio(row.p99_ratio),
+                ]
+            }),
         );
-        for row in &rows {
-            let l = &row.load.latency;
-            let _ = writeln!(
-                out,
-                "  {:<LABEL$} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>5.1} MiB {:>8} {:>8}",
-                row.label,
-                row.load.rps,
-                l.p50_ms,
-                l.p99_ms,
-                l.p999_ms,
-                row.errors(),
-                row.peak_rss_mib,
-                ratio(row.rps_ratio),
-                ratio(row.p99_ratio),
-            );
-        }
         let reference = rows.iter().find(|r| r.reference).map_or("—", |r| &r.label);
         let _ = writeln!(out, "  (ratios relative to {reference})");
     }
@@ -133,170 +131,216 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or("—".into(), |r| format!("{r:.2}"))
 }
 
+/// An optional figure to one decimal, with its unit; a dash when absent.
+fn or_dash(value: Option<f64>, unit: &str) -> String {
+    value.map_or("—".into(), |v| format!("{v:.1}{unit}"))
+}
+
 fn ladder(out: &mut String, results: &Results) {
     let hello = |key| results.row(Scenario::Hello, key);
     let steps: Vec<_> = LADDER
         .iter()
         .filter_map(|(what, from, to)| Some((what, hello(from)?, hello(to)?)))
         .collect();
-    if steps.is_empty() {
-        return;
-    }
-    section(
+    table(
         out,
         "what each step costs on hello (cost = 1 − req/s after ÷ req/s before)",
-        format_args!(
-            "{:<LABEL$} {:>10} {:>10} {:>8} {:>11} {:>11}",
-            "step", "req/s from", "req/s to", "cost", "p99 ms from", "p99 ms to"
-        ),
+        &[
+            left("step", LABEL),
+            right("req/s from", 10),
+            right("req/s to", 10),
+            right("cost", 8),
+            right("p99 ms from", 11),
+            right("p99 ms to", 11),
+        ],
+        steps.into_iter().map(|(what, from, to)| {
+            vec![
+                what.to_string(),
+                format!("{:.1}", from.load.rps),
+                format!("{:.1}", to.load.rps),
+                format!("{:.1}%", (1.0 - to.load.rps / from.load.rps) * 100.0),
+                format!("{:.3}", from.load.latency.p99_ms),
+                format!("{:.3}", to.load.latency.p99_ms),
+            ]
+        }),
     );
-    for (what, from, to) in steps {
-        let _ = writeln!(
-            out,
-            "  {:<LABEL$} {:>10.1} {:>10.1} {:>7.1}% {:>11.3} {:>11.3}",
-            what,
-            from.load.rps,
-            to.load.rps,
-            (1.0 - to.load.rps / from.load.rps) * 100.0,
-            from.load.latency.p99_ms,
-            to.load.latency.p99_ms,
-        );
-    }
 }
 
 fn seeds(out: &mut String, results: &Results) {
-    if results.seeds.is_empty() {
-        return;
-    }
-    section(
+    table(
         out,
         format_args!(
             "seeding (POST /heroes, {} connections)",
             results.config.concurrency
         ),
-        format_args!(
-            "{:<LABEL$} {:>10} {:>9} {:>10} {:>8}",
-            "contender", "stored", "seconds", "heroes/s", "errors"
-        ),
+        &[
+            left("contender", LABEL),
+            right("stored", 10),
+            right("seconds", 9),
+            right("heroes/s", 10),
+            right("errors", 8),
+        ],
+        results.seeds.iter().map(|seed| {
+            let r = &seed.report;
+            vec![
+                seed.label.clone(),
+                seed.stored.to_string(),
+                format!("{:.1}", r.seconds),
+                format!("{:.0}", r.created as f64 / r.seconds),
+                r.errors.to_string(),
+            ]
+        }),
     );
-    for seed in &results.seeds {
-        let r = &seed.report;
-        let _ = writeln!(
-            out,
-            "  {:<LABEL$} {:>10} {:>9.1} {:>10.0} {:>8}",
-            seed.label,
-            seed.stored,
-            r.seconds,
-            r.created as f64 / r.seconds,
-            r.errors
-        );
-    }
 }
 
 fn scrapes(out: &mut String, results: &Results) {
-    if results.scrapes.is_empty() {
-        return;
-    }
     let c = &results.config;
-    section(
+    table(
         out,
         format_args!(
             "/metrics scrape latency while the public port is saturated ({} scrapes, {} ms apart)",
             c.scrapes, c.scrape_interval_ms
         ),
-        format_args!(
-            "{:<LABEL$} {:<18} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>9}",
-            "contender",
-            "load",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "errors",
-            "body KiB",
-            "load req/s",
-            "load p99"
-        ),
+        &[
+            left("contender", LABEL),
+            left("load", 18),
+            right("p50 ms", 8),
+            right("p99 ms", 8),
+            right("max ms", 8),
+            right("errors", 6),
+            right("body KiB", 8),
+            right("load req/s", 10),
+            right("load p99", 9),
+        ],
+        results.scrapes.iter().map(|s| {
+            let l = &s.scrape.latency;
+            vec![
+                s.label.clone(),
+                s.scenario.to_string(),
+                format!("{:.3}", l.p50_ms),
+                format!("{:.3}", l.p99_ms),
+                format!("{:.3}", l.max_ms),
+                s.scrape.errors.to_string(),
+                format!("{:.1}", s.scrape.body_bytes as f64 / 1024.0),
+                format!("{:.1}", s.load_rps),
+                format!("{:.3}", s.load_p99_ms),
+            ]
+        }),
     );
-    for s in &results.scrapes {
-        let l = &s.scrape.latency;
-        let _ = writeln!(
-            out,
-            "  {:<LABEL$} {:<18} {:>8.3} {:>8.3} {:>8.3} {:>6} {:>8.1} {:>10.1} {:>9.3}",
-            s.label,
-            s.scenario,
-            l.p50_ms,
-            l.p99_ms,
-            l.max_ms,
-            s.scrape.errors,
-            s.scrape.body_bytes as f64 / 1024.0,
-            s.load_rps,
-            s.load_p99_ms
-        );
-    }
-}
-
-/// A table's title line after a blank line, then its column heads, indented
-/// like its rows.
-fn section(out: &mut String, title: impl std::fmt::Display, columns: std::fmt::Arguments<'_>) {
-    let _ = writeln!(out, "\n{title}\n  {columns}");
 }
 
 fn starts(out: &mut String, results: &Results) {
-    if results.starts.is_empty() {
-        return;
-    }
-    section(
+    let printed = table(
         out,
         "start-up (process start to first 200 on GET /) and idle memory",
-        format_args!(
-            "{:<LABEL$} {:>12} {:>14} {:>14} {:>12} {:>14}",
-            "contender", "first ms", "restart ms", "restart min", "idle RSS", "idle RSS rest."
-        ),
+        &[
+            left("contender", LABEL),
+            right("first ms", 12),
+            right("restart ms", 14),
+            right("restart min", 14),
+            right("idle RSS", 12),
+            right("idle RSS rest.", 14),
+        ],
+        results.starts.iter().map(|s| {
+            vec![
+                s.label.clone(),
+                format!("{:.1}", s.first_ms),
+                or_dash(s.restart_ms, ""),
+                or_dash(s.restart_min_ms, ""),
+                format!("{:.1} MiB", s.idle_rss_first_mib),
+                or_dash(s.idle_rss_restart_mib, " MiB"),
+            ]
+        }),
     );
-    let or_dash = |v: Option<f64>, unit: &str| v.map_or("—".into(), |v| format!("{v:.1}{unit}"));
-    for s in &results.starts {
+    if printed {
         let _ = writeln!(
             out,
-            "  {:<LABEL$} {:>12.1} {:>14} {:>14} {:>8.1} MiB {:>14}",
-            s.label,
-            s.first_ms,
-            or_dash(s.restart_ms, ""),
-            or_dash(s.restart_min_ms, ""),
-            s.idle_rss_first_mib,
-            or_dash(s.idle_rss_restart_mib, " MiB"),
+            "  (first start of hero-host: empty state dir, so the component is compiled; \
+             restarts: median of several, with the compiled cache)"
         );
     }
-    let _ = writeln!(
-        out,
-        "  (first start of hero-host: empty state dir, so the component is compiled; \
-         restarts: median of several, with the compiled cache)"
-    );
 }
 
 fn logs(out: &mut String, results: &Results) {
-    if results.logs.is_empty() {
-        return;
-    }
-    section(
+    table(
         out,
         "server stdout over all its scenarios",
-        format_args!(
-            "{:<LABEL$} {:>10} {:>9} {:>8} {:>8} {:>9}",
-            "contender", "lines", "MiB", "warn", "error", "not JSON"
-        ),
+        &[
+            left("contender", LABEL),
+            right("lines", 10),
+            right("MiB", 9),
+            right("warn", 8),
+            right("error", 8),
+            right("not JSON", 9),
+        ],
+        results.logs.iter().map(|l| {
+            vec![
+                l.label.clone(),
+                l.lines.to_string(),
+                format!("{:.1}", l.bytes as f64 / (1024.0 * 1024.0)),
+                l.warn.to_string(),
+                l.error.to_string(),
+                l.not_json.to_string(),
+            ]
+        }),
     );
-    for l in &results.logs {
-        let _ = writeln!(
-            out,
-            "  {:<LABEL$} {:>10} {:>9.1} {:>8} {:>8} {:>9}",
-            l.label,
-            l.lines,
-            l.bytes as f64 / (1024.0 * 1024.0),
-            l.warn,
-            l.error,
-            l.not_json
-        );
+}
+
+/// One column of a table: its head, its width, and the side its cells keep to.
+#[derive(Clone, Copy)]
+struct Column {
+    head: &'static str,
+    width: usize,
+    left: bool,
+}
+
+const fn left(head: &'static str, width: usize) -> Column {
+    Column {
+        head,
+        width,
+        left: true,
     }
+}
+
+const fn right(head: &'static str, width: usize) -> Column {
+    Column {
+        head,
+        width,
+        left: false,
+    }
+}
+
+/// Prints a table, unless it has no rows: a blank line, its title, the column
+/// heads, then a line a row, each cell padded to its column's width. Whether
+/// it printed.
+fn table(
+    out: &mut String,
+    title: impl std::fmt::Display,
+    columns: &[Column],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> bool {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return false;
+    }
+    let _ = writeln!(out, "\n{title}");
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        out.push(' ');
+        for (cell, column) in cells.zip(columns) {
+            let width = column.width;
+            let _ = if column.left {
+                write!(out, " {cell:<width$}")
+            } else {
+                write!(out, " {cell:>width$}")
+            };
+        }
+        out.push('\n');
+    };
+    line(out, &mut columns.iter().map(|c| c.head));
+    for row in rows {
+        line(out, &mut row.iter().map(String::as_str));
+    }
+    true
 }
 
 fn cross_checks(out: &mut String, results: &Results) {
@@ -432,6 +476,22 @@ mod tests {
         assert!(line("hero-host's runtime").contains("-5.0%"), "{text}");
         assert!(line("telemetry (metrics").contains("10.0%"), "{text}");
         assert!(line("all of it").contains("24.4%"), "{text}");
+    }
+
+    #[test]
+    fn a_table_pads_each_cell_to_its_column_and_an_empty_one_prints_nothing() {
+        let columns = [left("name", 6), right("n", 4)];
+        let mut out = String::new();
+        assert!(!table(
+            &mut out,
+            "empty",
+            &columns,
+            Vec::<Vec<String>>::new()
+        ));
+        assert_eq!(out, "");
+        let rows = vec![vec!["ab".to_owned(), "7".to_owned()]];
+        assert!(table(&mut out, "title", &columns, rows));
+        assert_eq!(out, "\ntitle\n  name      n\n  ab        7\n");
     }
 
     #[test]
