@@ -6,10 +6,11 @@
 //! `spin.component` for good; what varies is the method, the status and the
 //! error type, a handful of combinations per route. [`RouteSeries`] keeps,
 //! for each combination seen, the three histograms bound to its attributes
-//! (the SDK's bound instruments), found by comparing three small values.
-//! Past [`MAX_BOUND`] combinations a route records unbound, as before.
+//! (the SDK's bound instruments), found by comparing three small values
+//! without a lock: slots are filled once, in order, under a mutex only the
+//! binding takes. Past [`MAX_BOUND`] combinations a route records unbound.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use opentelemetry::metrics::BoundHistogram;
 
@@ -41,9 +42,20 @@ pub struct BoundRequest {
 /// One route's bound series; made once with the route, empty. The handles
 /// it keeps belong to the [`super::Metrics`] that first recorded through it:
 /// one host has one.
-#[derive(Default)]
 pub struct RouteSeries {
-    bound: RwLock<Vec<(SeriesKey, BoundRequest)>>,
+    /// Filled front to back; a filled slot never changes.
+    slots: [OnceLock<(SeriesKey, BoundRequest)>; MAX_BOUND],
+    /// Held while a slot is filled, so that a key is bound once.
+    binding: Mutex<()>,
+}
+
+impl Default for RouteSeries {
+    fn default() -> Self {
+        RouteSeries {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            binding: Mutex::new(()),
+        }
+    }
 }
 
 impl RouteSeries {
@@ -56,33 +68,44 @@ impl RouteSeries {
         bind: impl FnOnce() -> BoundRequest,
         record: impl FnOnce(&BoundRequest),
     ) -> bool {
-        {
-            let bound = self.bound.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, found)) = bound.iter().find(|(k, _)| *k == key) {
-                record(found);
-                return true;
-            }
-        }
-        let mut bound = self.bound.write().unwrap_or_else(PoisonError::into_inner);
-        let at = match bound.iter().position(|(k, _)| *k == key) {
-            Some(at) => at,
-            None if bound.len() >= MAX_BOUND => return false,
-            None => {
-                bound.push((key, bind()));
-                bound.len() - 1
+        let found = match self.find(key) {
+            Ok(found) => found,
+            Err(()) => {
+                let _binding = self.binding.lock().unwrap_or_else(PoisonError::into_inner);
+                match self.find(key) {
+                    Ok(found) => found,
+                    // The first empty slot: no one else fills slots now.
+                    Err(()) => self
+                        .slots
+                        .iter()
+                        .find(|slot| slot.get().is_none())
+                        .map(|slot| &slot.get_or_init(|| (key, bind())).1),
+                }
             }
         };
-        record(&bound[at].1);
-        true
+        found.map(record).is_some()
+    }
+
+    /// The bound histograms of `key` (`Ok(None)`: every slot holds another
+    /// key), or `Err` when an empty slot remains and `key` is not bound.
+    fn find(&self, key: SeriesKey) -> Result<Option<&BoundRequest>, ()> {
+        for slot in &self.slots {
+            match slot.get() {
+                Some((bound_key, bound)) if *bound_key == key => return Ok(Some(bound)),
+                Some(_) => {}
+                None => return Err(()),
+            }
+        }
+        Ok(None)
     }
 
     /// How many series are bound.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.bound
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.slots
+            .iter()
+            .filter(|slot| slot.get().is_some())
+            .count()
     }
 }
 
