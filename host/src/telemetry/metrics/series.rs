@@ -49,6 +49,16 @@ pub struct RouteSeries {
     binding: Mutex<()>,
 }
 
+/// What a lookup of a key among a route's slots found.
+enum Lookup<'a> {
+    /// The key's bound histograms.
+    Bound(&'a BoundRequest),
+    /// Not bound; this is the first empty slot.
+    Free(usize),
+    /// Not bound, and every slot holds another key.
+    Full,
+}
+
 impl Default for RouteSeries {
     fn default() -> Self {
         RouteSeries {
@@ -69,34 +79,32 @@ impl RouteSeries {
         record: impl FnOnce(&BoundRequest),
     ) -> bool {
         let found = match self.find(key) {
-            Ok(found) => found,
-            Err(()) => {
+            Lookup::Free(_) => {
                 let _binding = self.binding.lock().unwrap_or_else(PoisonError::into_inner);
+                // Looked up again: another request may have bound it meanwhile;
+                // no one else fills slots while the lock is held.
                 match self.find(key) {
-                    Ok(found) => found,
-                    // The first empty slot: no one else fills slots now.
-                    Err(()) => self
-                        .slots
-                        .iter()
-                        .find(|slot| slot.get().is_none())
-                        .map(|slot| &slot.get_or_init(|| (key, bind())).1),
+                    Lookup::Free(at) => Some(&self.slots[at].get_or_init(|| (key, bind())).1),
+                    Lookup::Bound(found) => Some(found),
+                    Lookup::Full => None,
                 }
             }
+            Lookup::Bound(found) => Some(found),
+            Lookup::Full => None,
         };
         found.map(record).is_some()
     }
 
-    /// The bound histograms of `key` (`Ok(None)`: every slot holds another
-    /// key), or `Err` when an empty slot remains and `key` is not bound.
-    fn find(&self, key: SeriesKey) -> Result<Option<&BoundRequest>, ()> {
-        for slot in &self.slots {
+    /// Where `key` stands among the slots.
+    fn find(&self, key: SeriesKey) -> Lookup<'_> {
+        for (at, slot) in self.slots.iter().enumerate() {
             match slot.get() {
-                Some((bound_key, bound)) if *bound_key == key => return Ok(Some(bound)),
+                Some((bound_key, bound)) if *bound_key == key => return Lookup::Bound(bound),
                 Some(_) => {}
-                None => return Err(()),
+                None => return Lookup::Free(at),
             }
         }
-        Ok(None)
+        Lookup::Full
     }
 
     /// How many series are bound.
