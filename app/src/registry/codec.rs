@@ -1,6 +1,7 @@
-//! The index's stored values and their keys: the intent log, set
-//! directories (postcard, after a format byte) and leaves (sorted 16-byte
-//! ids, after a format byte).
+//! The index's stored values and their keys: the intent log (a head, then
+//! its intents, each in postcard, after a format byte), set directories
+//! (postcard, after a format byte) and leaves (sorted 16-byte ids, after a
+//! format byte).
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,15 @@ use crate::store::StoreError;
 /// First byte of every index value; a value with another one was written by
 /// a version this one does not understand.
 const FORMAT: u8 = 1;
+
+/// First byte of the intent log as this version writes it: a [`LogHead`],
+/// then the intents to the end, so that a write appends its intent without
+/// decoding the others. A log of [`FORMAT`] (the whole [`Log`] in postcard,
+/// as the first indexing version wrote it) is still read, and rewritten in
+/// this format by the next change. That version reads only its own format
+/// and answers 500 to this one: replicas sharing a store move past it
+/// together.
+const LOG_FORMAT: u8 = 2;
 
 /// The intent log's key.
 pub const LOG_KEY: &str = "heroes:log";
@@ -119,7 +129,9 @@ impl Lease {
 }
 
 /// The intent log: writes in progress or not yet folded into the sets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// (Deserialize reads the first format; [`encode_log`] and [`decode_log`]
+/// are its codec.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Log {
     /// In the order they were logged.
     pub intents: Vec<Intent>,
@@ -130,6 +142,32 @@ pub struct Log {
     pub indexing: Option<Lease>,
     /// Intents the last fold had to keep (the next fold starts once
     /// enough new ones have come).
+    pub kept: u32,
+}
+
+impl Log {
+    /// Everything but the intents, and how many there are.
+    pub fn head(&self) -> LogHead {
+        LogHead {
+            intents: u32::try_from(self.intents.len()).unwrap_or(u32::MAX),
+            fold: self.fold,
+            indexing: self.indexing,
+            kept: self.kept,
+        }
+    }
+}
+
+/// The intent log without its intents: what a write needs to know after
+/// appending one (whether a fold is due).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHead {
+    /// Intents in the log.
+    pub intents: u32,
+    /// A fold in progress.
+    pub fold: Option<Lease>,
+    /// While the store is being indexed for the first time.
+    pub indexing: Option<Lease>,
+    /// Intents the last fold had to keep.
     pub kept: u32,
 }
 
@@ -184,6 +222,80 @@ pub fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T
     }
 }
 
+/// The intent log's stored bytes.
+pub fn encode_log(log: &Log) -> Vec<u8> {
+    let mut bytes = encode_log_head(&log.head(), 64 * log.intents.len());
+    for intent in &log.intents {
+        bytes = postcard::to_extend(intent, bytes).expect("an intent is plain data");
+    }
+    bytes
+}
+
+/// The format byte and `head`, in a buffer with room for `more` bytes.
+fn encode_log_head(head: &LogHead, more: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(32 + more);
+    bytes.push(LOG_FORMAT);
+    postcard::to_extend(head, bytes).expect("a log head is plain data")
+}
+
+/// Decodes the intent log (either format).
+pub fn decode_log(bytes: &[u8]) -> Result<Log, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT, _)) => decode(LOG_KEY, bytes),
+        Some((&LOG_FORMAT, rest)) => {
+            let (head, mut rest) = take_log_head(rest)?;
+            let mut intents = Vec::with_capacity((head.intents as usize).min(rest.len()));
+            for _ in 0..head.intents {
+                let (intent, after) = postcard::take_from_bytes(rest).map_err(corrupt_log)?;
+                intents.push(intent);
+                rest = after;
+            }
+            if !rest.is_empty() {
+                return Err(corrupt_log("bytes after the last intent"));
+            }
+            Ok(Log {
+                intents,
+                fold: head.fold,
+                indexing: head.indexing,
+                kept: head.kept,
+            })
+        }
+        _ => Err(StoreError(format!(
+            "index value {LOG_KEY} has an unknown format"
+        ))),
+    }
+}
+
+/// The log `bytes` with `intent` appended, and its head; the intents
+/// already there are copied, not decoded.
+pub fn append_to_log(bytes: &[u8], intent: &Intent) -> Result<(Vec<u8>, LogHead), StoreError> {
+    let Some((&LOG_FORMAT, rest)) = bytes.split_first() else {
+        let mut log = decode_log(bytes)?;
+        log.intents.push(intent.clone());
+        return Ok((encode_log(&log), log.head()));
+    };
+    let (mut head, intents) = take_log_head(rest)?;
+    head.intents = head
+        .intents
+        .checked_add(1)
+        .ok_or_else(|| corrupt_log("too many intents"))?;
+    let mut appended = encode_log_head(&head, intents.len() + 64);
+    appended.extend_from_slice(intents);
+    let appended = postcard::to_extend(intent, appended).expect("an intent is plain data");
+    Ok((appended, head))
+}
+
+/// The head of a log of [`LOG_FORMAT`] (after the format byte) and the
+/// intents' bytes after it.
+fn take_log_head(bytes: &[u8]) -> Result<(LogHead, &[u8]), StoreError> {
+    postcard::take_from_bytes(bytes).map_err(corrupt_log)
+}
+
+/// The error for a log of [`LOG_FORMAT`] that does not decode.
+fn corrupt_log(error: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("index value {LOG_KEY} is corrupt: {error}"))
+}
+
 /// A leaf's stored bytes.
 pub fn encode_leaf(ids: &[HeroId]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(1 + ids.len() * ID_BYTES);
@@ -229,11 +341,13 @@ mod tests {
             indexing: None,
             kept: 4,
         };
-        let bytes = encode(&log);
-        assert_eq!(decode::<Log>(LOG_KEY, &bytes).unwrap(), log);
-        assert!(decode::<Log>(LOG_KEY, b"").is_err());
-        assert!(decode::<Log>(LOG_KEY, &[2, 0]).is_err());
-        assert!(decode::<Log>(LOG_KEY, &bytes[..bytes.len() - 1]).is_err());
+        let bytes = encode_log(&log);
+        assert_eq!(bytes[0], LOG_FORMAT);
+        assert_eq!(decode_log(&bytes).unwrap(), log);
+        assert!(decode_log(b"").is_err());
+        assert!(decode_log(&[3, 0]).is_err());
+        assert!(decode_log(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_log(&[bytes.as_slice(), &[0]].concat()).is_err());
 
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let ids = [HeroId::generate(at), HeroId::generate(at)];
@@ -241,6 +355,50 @@ mod tests {
         assert_eq!(leaf.len(), 33);
         assert_eq!(decode_leaf("l", &leaf).unwrap(), ids);
         assert!(decode_leaf("l", &leaf[..20]).is_err());
+    }
+
+    /// The log as the first indexing version wrote it: the whole `Log` in
+    /// postcard after format byte 1 (its fields in declaration order).
+    fn first_format(log: &Log) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Written<'a>(&'a [Intent], Option<Lease>, Option<Lease>, u32);
+        let written = Written(&log.intents, log.fold, log.indexing, log.kept);
+        postcard::to_extend(&written, vec![FORMAT]).unwrap()
+    }
+
+    #[test]
+    fn appending_an_intent_is_decoding_pushing_and_encoding_in_either_format() {
+        let intent = |op, team: &str| Intent {
+            op,
+            id: [op as u8; 16],
+            at_ms: 1_700_000_000_000 + op,
+            before: Standing::Gone,
+            after: Standing::Live(Some(team.into())),
+            done: false,
+        };
+        let mut log = Log {
+            intents: vec![intent(1, "A"), intent(2, "B")],
+            fold: None,
+            indexing: Some(Lease {
+                owner: 9,
+                until_ms: 10,
+            }),
+            kept: 1,
+        };
+        let old = first_format(&log);
+        assert_eq!(decode_log(&old).unwrap(), log, "the first format reads");
+        let (from_old, head) = append_to_log(&old, &intent(3, "C")).unwrap();
+        let (from_new, same_head) = append_to_log(&encode_log(&log), &intent(3, "C")).unwrap();
+        log.intents.push(intent(3, "C"));
+        assert_eq!(from_old, encode_log(&log), "rewritten in this format");
+        assert_eq!(from_new, from_old);
+        assert_eq!((head, same_head), (log.head(), log.head()));
+        assert_eq!(head.intents, 3);
+        assert_eq!(decode_log(&from_new).unwrap(), log);
+        assert!(append_to_log(&[LOG_FORMAT], &intent(4, "D")).is_err());
+        let empty = encode_log(&Log::default());
+        let (one, _) = append_to_log(&empty, &intent(4, "D")).unwrap();
+        assert_eq!(decode_log(&one).unwrap().intents, [intent(4, "D")]);
     }
 
     #[test]

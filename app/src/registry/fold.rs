@@ -5,19 +5,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::codec::{Intent, Lease, Log, SetName, Standing};
+use super::codec::{Intent, Lease, Log, LogHead, SetName, Standing};
 use super::list::Found;
 use super::{FOLD_EVERY, GRACE_MS, Registry};
 use crate::error::ApiError;
 use crate::hero::HeroId;
 use crate::store::KeyValue;
 
-/// Whether a write's fold is due, by the log as the write left it (an
-/// abandoned indexing is taken over by the fold).
-pub fn due(log: &Log, now_ms: u64) -> bool {
-    let gathered = u32::try_from(log.intents.len()).unwrap_or(u32::MAX);
+/// Whether a write's fold is due, by the head of the log as the write left
+/// it (an abandoned indexing is taken over by the fold).
+pub fn due(log: &LogHead, now_ms: u64) -> bool {
     let held = |lease: Option<Lease>| lease.is_some_and(|lease| lease.holds(now_ms));
-    gathered >= log.kept.saturating_add(FOLD_EVERY) && !held(log.indexing) && !held(log.fold)
+    log.intents >= log.kept.saturating_add(FOLD_EVERY) && !held(log.indexing) && !held(log.fold)
 }
 
 /// Whether an intent needs to stay in the log, given what its hero holds.
@@ -39,10 +38,10 @@ fn finished(intent: &Intent, found: &Found, now_ms: u64) -> bool {
 }
 
 impl<S: KeyValue> Registry<'_, S> {
-    /// Folds the log if `log` (as a write left it) says a fold is due and no
-    /// other request holds the lease. A failed fold changes nothing a list
-    /// could see wrongly, so its error is only logged.
-    pub(super) async fn fold_if_due(&self, log: &Log) {
+    /// Folds the log if `log` (its head as a write left it) says a fold is
+    /// due and no other request holds the lease. A failed fold changes
+    /// nothing a list could see wrongly, so its error is only logged.
+    pub(super) async fn fold_if_due(&self, log: &LogHead) {
         if !due(log, self.now_ms()) {
             return;
         }
@@ -175,11 +174,9 @@ mod tests {
 
     #[test]
     fn folds_are_due_every_so_many_new_intents_without_a_lease() {
-        let mut log = Log {
-            intents: (0..FOLD_EVERY)
-                .map(|_| intent(Standing::Gone, Standing::Live(None), 0))
-                .collect(),
-            ..Log::default()
+        let mut log = LogHead {
+            intents: FOLD_EVERY,
+            ..LogHead::default()
         };
         assert!(due(&log, 0));
         log.kept = 1;

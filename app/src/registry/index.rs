@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::codec::{LOG_KEY, Lease, Log, SetName, decode, encode};
+use super::codec::{LOG_KEY, Lease, Log, SetName, decode_log, encode_log};
 use super::list::{Found, Page};
 use super::log::new_op;
 use super::{LEASE_MS, MAX_ATTEMPTS, Registry};
@@ -25,7 +25,7 @@ impl<S: KeyValue> Registry<'_, S> {
         for _ in 0..MAX_ATTEMPTS {
             let now = self.now_ms();
             let mut log = match &watched.current {
-                Some(bytes) => decode::<Log>(LOG_KEY, bytes)?,
+                Some(bytes) => decode_log(bytes)?,
                 None => Log::default(),
             };
             let indexed = watched.current.is_some() && log.indexing.is_none();
@@ -38,7 +38,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 until_ms: now + LEASE_MS,
             };
             log.indexing = Some(lease);
-            match self.store.swap(watched.handle, &encode(&log)).await? {
+            match self.store.swap(watched.handle, &encode_log(&log)).await? {
                 Swapped::Done => return self.build(&lease).await,
                 Swapped::Conflict(next) => watched = next,
             }

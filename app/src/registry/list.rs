@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::codec::{Directory, LOG_KEY, Log, SetName, Standing, decode};
+use super::codec::{Directory, LOG_KEY, Log, SetName, Standing, decode_log};
 use super::sets::{leaf_of, parse_directory, read_leaves};
 use super::{Registry, TOMBSTONE};
 use crate::error::ApiError;
@@ -83,7 +83,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 self.ensure_indexed().await?;
                 continue;
             };
-            let log: Log = decode(LOG_KEY, &log)?;
+            let log = decode_log(&log)?;
             if let Some(lease) = log.indexing {
                 if lease.holds(self.now_ms()) {
                     return self.scan_list(page).await;

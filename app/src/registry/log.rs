@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::codec::{Intent, LOG_KEY, Lease, Log, decode, encode};
+use super::codec::{Intent, LOG_KEY, Lease, Log, LogHead, append_to_log, decode_log, encode_log};
 use super::{LEASE_MS, MAX_ATTEMPTS, Registry, random_u64};
 use crate::error::ApiError;
 use crate::store::{KeyValue, Swapped, Watched};
@@ -22,12 +22,35 @@ pub async fn update_log<S: KeyValue, T>(
         let Some(bytes) = &watched.current else {
             return Ok(None);
         };
-        let mut log: Log = decode(LOG_KEY, bytes)?;
+        let mut log = decode_log(bytes)?;
         let Some(result) = change(&mut log) else {
             return Ok(Some((log, None)));
         };
-        match store.swap(watched.handle, &encode(&log)).await? {
+        match store.swap(watched.handle, &encode_log(&log)).await? {
             Swapped::Done => return Ok(Some((log, Some(result)))),
+            Swapped::Conflict(next) => watched = next,
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the intent log kept changing under this request".into(),
+    ))
+}
+
+/// Appends `intent` to the log with compare-and-swap until it sticks,
+/// without decoding the intents already there. Returns the head of the log
+/// as stored with it, or `None` if there is no log.
+async fn append_intent<S: KeyValue>(
+    store: &S,
+    intent: &Intent,
+) -> Result<Option<LogHead>, ApiError> {
+    let mut watched: Watched<S::Swap> = store.watch(LOG_KEY).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(bytes) = &watched.current else {
+            return Ok(None);
+        };
+        let (appended, head) = append_to_log(bytes, intent)?;
+        match store.swap(watched.handle, &appended).await? {
+            Swapped::Done => return Ok(Some(head)),
             Swapped::Conflict(next) => watched = next,
         }
     }
@@ -38,25 +61,21 @@ pub async fn update_log<S: KeyValue, T>(
 
 impl<S: KeyValue> Registry<'_, S> {
     /// Appends `intent`, indexing the store first if it never was. Returns
-    /// the log as stored with it.
-    pub(super) async fn log_intent(&self, intent: Intent) -> Result<Log, ApiError> {
+    /// the head of the log as stored with it.
+    pub(super) async fn log_intent(&self, intent: &Intent) -> Result<LogHead, ApiError> {
         for _ in 0..2 {
-            let appended = update_log(self.store, |log| {
-                log.intents.push(intent.clone());
-                Some(())
-            })
-            .await?;
-            match appended {
-                Some((log, _)) => return Ok(log),
+            match append_intent(self.store, intent).await? {
+                Some(head) => return Ok(head),
                 None => self.ensure_indexed().await?,
             }
         }
         Err(ApiError::Internal("the intent log vanished".into()))
     }
 
-    /// Marks the intents `ops` names done; the log as stored afterwards, or
-    /// `None` if there was nothing to mark (a fold finished them already).
-    pub(super) async fn mark_done(&self, ops: &[u64]) -> Result<Option<Log>, ApiError> {
+    /// Marks the intents `ops` names done; the head of the log as stored
+    /// afterwards, or `None` if there was nothing to mark (a fold finished
+    /// them already).
+    pub(super) async fn mark_done(&self, ops: &[u64]) -> Result<Option<LogHead>, ApiError> {
         let updated = update_log(self.store, |log| {
             let mut marked = false;
             for intent in &mut log.intents {
@@ -68,7 +87,7 @@ impl<S: KeyValue> Registry<'_, S> {
             marked.then_some(())
         })
         .await?;
-        Ok(updated.and_then(|(log, marked)| marked.map(|()| log)))
+        Ok(updated.and_then(|(log, marked)| marked.map(|()| log.head())))
     }
 
     /// Takes the fold lease unless another request holds it (or the store

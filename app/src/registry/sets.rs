@@ -121,20 +121,21 @@ impl<S: KeyValue> Registry<'_, S> {
             let first = run.first().copied().unwrap_or(0);
             let kept = dir.leaves.get(kept_from..first).unwrap_or_default();
             rewrite.dir.leaves.extend_from_slice(kept);
-            let mut ids: BTreeSet<HeroId> = BTreeSet::new();
+            let mut ids: Vec<HeroId> = Vec::new();
             for &i in run {
                 ids.extend(contents.next().expect("one content per leaf read"));
                 rewrite.dir.retired.push(dir.leaves[i].key);
             }
-            for (&id, &member) in changes.iter().filter(|(id, _)| run_covers(dir, run, **id)) {
-                changed |= if member {
-                    ids.insert(id)
-                } else {
-                    ids.remove(&id)
-                };
+            // Adjacent leaves hold ascending ranges, so this is a no-op
+            // unless a leaf was written out of order.
+            if !ids.is_sorted() {
+                ids.sort_unstable();
+                ids.dedup();
             }
+            let covered = changes.iter().filter(|(id, _)| run_covers(dir, run, **id));
+            changed |= apply_changes(&mut ids, covered.map(|(&id, &member)| (id, member)));
             let low = dir.leaves.get(first).map_or([0; 16], |leaf| leaf.low);
-            for (ids, low) in chunks(&ids.into_iter().collect::<Vec<_>>(), low) {
+            for (ids, low) in chunks(&ids, low) {
                 rewrite.add_leaf(&ids, low);
             }
             kept_from = run.last().map_or(0, |last| last + 1);
@@ -153,6 +154,26 @@ impl Rewrite {
         let count = u32::try_from(ids.len()).expect("a leaf holds at most LEAF_MAX ids");
         self.dir.leaves.push(LeafRef { key, low, count });
     }
+}
+
+/// Makes each id's membership of the sorted `ids` what `changes` (in id
+/// order) says (`true`: a member), keeping them sorted, in one merge;
+/// whether anything changed.
+fn apply_changes(ids: &mut Vec<HeroId>, changes: impl Iterator<Item = (HeroId, bool)>) -> bool {
+    let mut old = std::mem::take(ids).into_iter().peekable();
+    let mut changed = false;
+    for (id, member) in changes {
+        while let Some(before) = old.next_if(|old| *old < id) {
+            ids.push(before);
+        }
+        let present = old.next_if_eq(&id).is_some();
+        if member {
+            ids.push(id);
+        }
+        changed |= present != member;
+    }
+    ids.extend(old);
+    changed
 }
 
 /// Whether `id` belongs to one of the leaves of `run` (an empty run: the
@@ -235,6 +256,28 @@ mod tests {
         assert_eq!(parts[0].1, [0; 16]);
         assert_eq!(parts[1].1, parts[1].0[0].to_bytes());
         assert!(chunks(&[], [0; 16]).is_empty());
+    }
+
+    #[test]
+    fn changes_merge_into_sorted_ids() {
+        let ids = ids(6);
+        let mut members = vec![ids[1], ids[3], ids[4]];
+        let changes = [
+            (ids[0], true),
+            (ids[3], false),
+            (ids[4], true),
+            (ids[5], true),
+        ];
+        assert!(apply_changes(&mut members, changes.into_iter()));
+        assert_eq!(members, [ids[0], ids[1], ids[4], ids[5]]);
+        let again = [(ids[0], true), (ids[2], false), (ids[4], true)];
+        assert!(
+            !apply_changes(&mut members, again.into_iter()),
+            "already so"
+        );
+        assert_eq!(members, [ids[0], ids[1], ids[4], ids[5]]);
+        assert!(apply_changes(&mut members, [(ids[5], false)].into_iter()));
+        assert_eq!(members, [ids[0], ids[1], ids[4]]);
     }
 
     #[test]

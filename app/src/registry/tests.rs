@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::executor::block_on;
 use serde_json::Value;
 
-use super::codec::{LOG_KEY, Log, decode};
+use super::codec::{LOG_KEY, Log, decode, decode_log};
 use super::{FOLD_EVERY, GRACE_MS, Page, Registry, TOMBSTONE};
 use crate::error::ApiError;
 use crate::hero::{Hero, HeroId, NewHero};
@@ -121,7 +121,7 @@ pub fn assert_lists_are_right(store: &MemoryStore, clock: &TestClock, step: usiz
 }
 
 pub fn log_of(store: &MemoryStore) -> Log {
-    decode(LOG_KEY, &store.map.borrow()[LOG_KEY]).unwrap()
+    decode_log(&store.map.borrow()[LOG_KEY]).unwrap()
 }
 
 #[test]

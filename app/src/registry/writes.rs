@@ -6,17 +6,17 @@ use crate::error::ApiError;
 use crate::hero::{Hero, HeroId, NewHero};
 use crate::store::{KeyValue, Swapped, Watched};
 
-use super::codec::{Intent, Log, Standing};
+use super::codec::{Intent, LogHead, Standing};
 use super::log::new_op;
 use super::{MAX_ATTEMPTS, Registry, TOMBSTONE, WRITE_DEADLINE_MS, millis};
 
 /// The intents this request logged: the latest one's `before` and time,
-/// every op (oldest first), and the log as the latest left it.
+/// every op (oldest first), and the head of the log as the latest left it.
 struct Logged {
     before: Standing,
     at_ms: u64,
     ops: Vec<u64>,
-    log: Log,
+    log: LogHead,
 }
 
 impl<S: KeyValue> Registry<'_, S> {
@@ -34,7 +34,7 @@ impl<S: KeyValue> Registry<'_, S> {
             after: Standing::Live(hero.team),
             done: false,
         };
-        let log = self.log_intent(intent).await?;
+        let log = self.log_intent(&intent).await?;
         self.check_deadline(millis(now))?;
         self.store.set(&id.key(), &value).await?;
         self.fold_if_due(&log).await;
@@ -116,7 +116,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 after,
                 done: false,
             };
-            let log = self.log_intent(intent).await?;
+            let log = self.log_intent(&intent).await?;
             let mut ops = logged.take().map(|logged| logged.ops).unwrap_or_default();
             ops.push(op);
             *logged = Some(Logged {

@@ -169,7 +169,7 @@ fn a_paused_put_whose_value_comes_back_still_has_its_intent() {
             after: Standing::Live(Some("B".into())),
             done: false,
         };
-        r.log_intent(intent).await.unwrap();
+        r.log_intent(&intent).await.unwrap();
         watched
     });
     with(&store, &clock, async |r| {
