@@ -86,7 +86,11 @@ impl HeroId {
 
     /// The key this hero is stored under.
     pub fn key(&self) -> String {
-        format!("{KEY_PREFIX}{}", self.0)
+        let mut text = [0; ulid::ULID_LEN];
+        let mut key = String::with_capacity(KEY_PREFIX.len() + ulid::ULID_LEN);
+        key.push_str(KEY_PREFIX);
+        key.push_str(self.0.array_to_str(&mut text));
+        key
     }
 
     /// The id of a hero key; `None` for any other key (other apps may share
@@ -510,6 +514,7 @@ mod tests {
         assert_eq!(text.len(), 26);
         assert_eq!(HeroId::parse(&text), Some(ids[0]));
         assert_eq!(HeroId::from_key(&ids[0].key()), Some(ids[0]));
+        assert_eq!(ids[0].key(), format!("hero:{}", ids[0]));
         assert_eq!(HeroId::from_key("hero:short"), None);
         assert_eq!(HeroId::from_key("heroes:log"), None);
         assert_eq!(HeroId::from_bytes(ids[0].to_bytes()), ids[0]);

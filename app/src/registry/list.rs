@@ -3,7 +3,7 @@
 //! page's heroes read in one `get-many` (see the module docs of
 //! [`super`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::codec::{Directory, LOG_KEY, Log, SetName, Standing, decode_log};
 use super::sets::{leaf_of, parse_directory, read_leaves};
@@ -122,7 +122,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 ids.push(id);
             }
         }
-        let mut resolved = HashMap::new();
+        let mut resolved = BTreeMap::new();
         let mut skip = page.offset;
         let mut chosen = Vec::new();
         // An empty set still has one (empty) leaf for pending creations.
@@ -166,7 +166,7 @@ impl<S: KeyValue> Registry<'_, S> {
     async fn resolve(
         &self,
         ids: &[HeroId],
-        resolved: &mut HashMap<HeroId, Found>,
+        resolved: &mut BTreeMap<HeroId, Found>,
     ) -> Result<(), ApiError> {
         let keys: Vec<String> = ids.iter().map(HeroId::key).collect();
         let values = self.store.get_many(&keys).await?;
@@ -184,7 +184,7 @@ impl<S: KeyValue> Registry<'_, S> {
     async fn body(
         &self,
         ids: &[HeroId],
-        mut resolved: HashMap<HeroId, Found>,
+        mut resolved: BTreeMap<HeroId, Found>,
         tolerate_deleted: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let unread: Vec<String> = ids
