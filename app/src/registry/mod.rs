@@ -11,7 +11,9 @@
 //! - `heroes:leaf:<random>`: a leaf, up to [`sets::LEAF_MAX`] sorted ids.
 //!   Leaves are written once under a fresh key and never changed, so the
 //!   compare-and-swap of a directory commits a whole change of its set.
-//! - `heroes:log`: the intent log, every write not yet folded into the sets.
+//! - `heroes:log`: the intent log, every write not yet folded into the sets:
+//!   a head (leases, counts), then the intents, so a write appends its own
+//!   by copying the others' bytes, without decoding them.
 //!
 //! Only `spin:key-value` and `wasi:keyvalue` (batch, compare-and-swap) are
 //! used: what both `spin up` and hero-host provide, on SQLite and on Redis
