@@ -263,12 +263,36 @@ fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7f
 }
 
-/// How many leading bytes of `bytes` need no escaping.
+/// How many leading bytes of `bytes` need no escaping: eight at a time
+/// while none of them does, then byte by byte.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .position(|b| needs_escape(*b))
-        .unwrap_or(bytes.len())
+    let mut words = bytes.chunks_exact(8);
+    let mut plain = 0;
+    for word in &mut words {
+        if word_needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+            break;
+        }
+        plain += 8;
+    }
+    let rest = &bytes[plain..];
+    plain
+        + rest
+            .iter()
+            .position(|b| needs_escape(*b))
+            .unwrap_or(rest.len())
+}
+
+/// Whether any of the eight bytes of `word` needs escaping: one below 0x20,
+/// or a quote, a backslash or DEL (each found as a zero byte after an
+/// exclusive or). The classic tests for "a byte below n" and "a zero byte"
+/// are exact as a whole, though not byte by byte: [`plain_prefix`] only
+/// uses them to skip words.
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0;
+    let has = |byte: u8| below(word ^ (ONES * u64::from(byte)), 1);
+    below(word, 0x20) || has(b'"') || has(b'\\') || has(0x7f)
 }
 
 /// Appends `value` escaped, as long as the text written since `start` stays
@@ -326,6 +350,25 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    #[test]
+    fn a_word_needs_escaping_exactly_when_one_of_its_bytes_does() {
+        // Every byte value at every position, among plain neighbours that
+        // sit just above the bounds (0x20, 0x80, 0xff) or are a quote's.
+        for filler in [b' ', b'!', b'#', 0x80, 0xff, b'a'] {
+            for byte in 0..=u8::MAX {
+                for at in 0..8 {
+                    let mut word = [filler; 8];
+                    word[at] = byte;
+                    assert_eq!(
+                        word_needs_escape(u64::from_le_bytes(word)),
+                        needs_escape(byte),
+                        "{word:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_plain_prefix_stops_at_the_first_byte_to_escape_wherever_it_falls() {
