@@ -21,6 +21,7 @@ use anyhow::Context;
 
 use crate::labeled::{ByLabel, Kind};
 use crate::runtime_config::StoreConfig;
+use crate::telemetry::metrics::OperationSeries;
 
 use self::redis::{RedisDb, RedisStore};
 use self::sqlite::{SqliteDb, SqliteStore};
@@ -256,6 +257,8 @@ pub struct LabeledStore {
     /// Where the data lives (a file, `memory`, or a Redis URL without its
     /// password), for logs.
     pub location: String,
+    /// Its operation histogram, bound per operation and outcome.
+    pub series: OperationSeries,
 }
 
 /// Every store the application's components were granted, opened once at
@@ -310,6 +313,7 @@ impl ByLabel<LabeledStore> {
                 label: label.into(),
                 backend,
                 location,
+                series: OperationSeries::default(),
             })
         })
     }

@@ -87,6 +87,7 @@ pub async fn timed<R>(
         operation,
         result.is_ok(),
         started.elapsed(),
+        Some(&store.series),
     );
     if let Some(mut span) = span {
         if let Err(error) = &result {

@@ -21,7 +21,7 @@ use self::counts::{ActiveRequests, RegisteredInvocations};
 pub use self::counts::{InvocationCounts, normalize_method};
 use self::exemplars::Exemplars;
 pub use self::requests::{RequestRecord, UNMATCHED_ROUTE};
-pub use self::series::RouteSeries;
+pub use self::series::{OperationSeries, RouteSeries};
 
 mod counts;
 pub mod exemplars;
@@ -213,7 +213,8 @@ impl Metrics {
         }
     }
 
-    /// A key-value operation finished.
+    /// A key-value operation finished; recorded through `series` (the
+    /// store's bound series) when given and not full.
     pub fn key_value_operation(
         &self,
         label: &Arc<str>,
@@ -221,17 +222,29 @@ impl Metrics {
         operation: &'static str,
         ok: bool,
         took: Duration,
+        series: Option<&OperationSeries>,
     ) {
-        if self.enabled {
-            self.kv_duration.record(
-                took.as_secs_f64(),
-                &[
-                    KeyValue::new("key_value.store", label.clone()),
-                    KeyValue::new("key_value.backend", backend),
-                    KeyValue::new("key_value.operation", operation),
-                    KeyValue::new("outcome", if ok { "ok" } else { "error" }),
-                ],
-            );
+        if !self.enabled {
+            return;
+        }
+        let attributes = || {
+            [
+                KeyValue::new("key_value.store", label.clone()),
+                KeyValue::new("key_value.backend", backend),
+                KeyValue::new("key_value.operation", operation),
+                KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+            ]
+        };
+        let seconds = took.as_secs_f64();
+        let recorded = series.is_some_and(|series| {
+            series.record(
+                (operation, ok),
+                || self.kv_duration.bind(&attributes()),
+                |bound| bound.record(seconds),
+            )
+        });
+        if !recorded {
+            self.kv_duration.record(seconds, &attributes());
         }
     }
 
@@ -365,6 +378,7 @@ mod tests {
             "get",
             true,
             Duration::from_micros(10),
+            None,
         );
         let text = text(&m);
         for name in [
@@ -484,6 +498,46 @@ mod tests {
             })
             .map(str::to_owned)
             .collect()
+    }
+
+    #[test]
+    fn key_value_operations_bound_per_store_record_what_unbound_ones_do() {
+        let label: Arc<str> = "default".into();
+        let operations = ["get", "set", "get_many", "compare_and_swap"];
+        let exposition = |bound: bool| {
+            let m = metrics();
+            let series = OperationSeries::default();
+            for (i, operation) in operations.iter().cycle().take(12).enumerate() {
+                let ok = i % 5 != 0;
+                let took = Duration::from_micros(10 * i as u64);
+                m.key_value_operation(
+                    &label,
+                    "sqlite",
+                    operation,
+                    ok,
+                    took,
+                    bound.then_some(&series),
+                );
+            }
+            let lines: Vec<String> = text(&m)
+                .lines()
+                .filter(|l| l.starts_with("key_value_operation_duration_seconds_"))
+                .filter(|l| !l.contains("_bucket"))
+                .map(str::to_owned)
+                .collect();
+            (lines, series.len())
+        };
+        let (bound, kept) = exposition(true);
+        let (unbound, _) = exposition(false);
+        // Calls 0, 5 and 10 fail (a get, a set, a get_many): each of those
+        // operations has both outcomes, compare_and_swap only success.
+        assert_eq!(kept, 7, "one series per operation and outcome seen");
+        assert_eq!(
+            bound.len(),
+            14,
+            "_sum and _count of seven series: {bound:?}"
+        );
+        assert_eq!(bound, unbound);
     }
 
     #[test]

@@ -1,21 +1,25 @@
-//! The request histograms of one route, bound per series.
+//! Histograms bound per series: a route's request histograms, a store's
+//! key-value operation histogram.
 //!
 //! Recording into an OpenTelemetry histogram with attributes hashes every
-//! attribute (SipHash over five or six `KeyValue`s) under the instrument's
-//! lock, three times a request. A route knows its `http.route` and
-//! `spin.component` for good; what varies is the method, the status and the
-//! error type, a handful of combinations per route. [`RouteSeries`] keeps,
-//! for each combination seen, the three histograms bound to its attributes
-//! (the SDK's bound instruments), found by comparing three small values
-//! without a lock: slots are filled once, in order, under a mutex only the
-//! binding takes. Past [`MAX_BOUND`] combinations a route records unbound.
+//! attribute (SipHash over four to six `KeyValue`s) under the instrument's
+//! lock, three times a request and once a key-value operation. A route
+//! knows its `http.route` and `spin.component` for good, a store its label
+//! and backend; what varies is the method, the status and the error type of
+//! a request, the operation and its outcome: a handful of combinations each.
+//! [`BoundSeries`] keeps, for each combination seen, what is bound to its
+//! attributes (the SDK's bound instruments), found by comparing small
+//! values without a lock: slots are filled once, in order, under a mutex
+//! only the binding takes. Past [`MAX_BOUND`] combinations the caller
+//! records unbound.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use opentelemetry::metrics::BoundHistogram;
 
-/// Series a route binds at most; a route with more (a guest answering with
-/// many statuses) records its rarer ones through the SDK's lookup.
+/// Series one [`BoundSeries`] binds at most; a route with more (a guest
+/// answering with many statuses) records its rarer ones through the SDK's
+/// lookup.
 pub const MAX_BOUND: usize = 32;
 
 /// What tells a route's series apart.
@@ -39,45 +43,48 @@ pub struct BoundRequest {
     pub response_body: BoundHistogram<u64>,
 }
 
-/// One route's bound series; made once with the route, empty. The handles
-/// it keeps belong to the [`super::Metrics`] that first recorded through it:
-/// one host has one.
-pub struct RouteSeries {
+/// One route's bound series: the three request histograms per
+/// [`SeriesKey`].
+pub type RouteSeries = BoundSeries<SeriesKey, BoundRequest>;
+
+/// One store's bound series: the operation histogram per operation and
+/// whether it succeeded.
+pub type OperationSeries = BoundSeries<(&'static str, bool), BoundHistogram<f64>>;
+
+/// Bound series, `V` per key `K`; made once with what it serves (a route, a
+/// store), empty. The handles it keeps belong to the [`super::Metrics`]
+/// that first recorded through it: one host has one.
+pub struct BoundSeries<K, V> {
     /// Filled front to back; a filled slot never changes.
-    slots: [OnceLock<(SeriesKey, BoundRequest)>; MAX_BOUND],
+    slots: [OnceLock<(K, V)>; MAX_BOUND],
     /// Held while a slot is filled, so that a key is bound once.
     binding: Mutex<()>,
 }
 
-/// What a lookup of a key among a route's slots found.
-enum Lookup<'a> {
-    /// The key's bound histograms.
-    Bound(&'a BoundRequest),
+/// What a lookup of a key among the slots found.
+enum Lookup<'a, V> {
+    /// What is bound for the key.
+    Bound(&'a V),
     /// Not bound; this is the first empty slot.
     Free(usize),
     /// Not bound, and every slot holds another key.
     Full,
 }
 
-impl Default for RouteSeries {
+impl<K, V> Default for BoundSeries<K, V> {
     fn default() -> Self {
-        RouteSeries {
+        BoundSeries {
             slots: std::array::from_fn(|_| OnceLock::new()),
             binding: Mutex::new(()),
         }
     }
 }
 
-impl RouteSeries {
-    /// Hands `record` the bound histograms of `key`, binding them with `bind`
-    /// the first time. Returns false, recording nothing, when the route
-    /// already keeps [`MAX_BOUND`] other series.
-    pub fn record(
-        &self,
-        key: SeriesKey,
-        bind: impl FnOnce() -> BoundRequest,
-        record: impl FnOnce(&BoundRequest),
-    ) -> bool {
+impl<K: Copy + Eq, V> BoundSeries<K, V> {
+    /// Hands `record` what is bound for `key`, binding it with `bind` the
+    /// first time. Returns false, recording nothing, when [`MAX_BOUND`]
+    /// other series are kept already.
+    pub fn record(&self, key: K, bind: impl FnOnce() -> V, record: impl FnOnce(&V)) -> bool {
         let found = match self.find(key) {
             Lookup::Free(_) => {
                 let _binding = self.binding.lock().unwrap_or_else(PoisonError::into_inner);
@@ -96,7 +103,7 @@ impl RouteSeries {
     }
 
     /// Where `key` stands among the slots.
-    fn find(&self, key: SeriesKey) -> Lookup<'_> {
+    fn find(&self, key: K) -> Lookup<'_, V> {
         for (at, slot) in self.slots.iter().enumerate() {
             match slot.get() {
                 Some((bound_key, bound)) if *bound_key == key => return Lookup::Bound(bound),
