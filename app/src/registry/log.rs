@@ -9,6 +9,33 @@ use super::{LEASE_MS, MAX_ATTEMPTS, Registry, random_u64};
 use crate::error::ApiError;
 use crate::store::{KeyValue, Swapped, Watched};
 
+/// Replaces the log's stored bytes with what `next` makes of them, by
+/// compare-and-swap, until a swap sticks. `next` returns the bytes to write
+/// (`None`: leave the log as it is) and what to return. Returns `None` if
+/// there is no log (the store was never indexed).
+async fn swap_log<S: KeyValue, T>(
+    store: &S,
+    mut next: impl FnMut(&[u8]) -> Result<(Option<Vec<u8>>, T), ApiError>,
+) -> Result<Option<T>, ApiError> {
+    let mut watched: Watched<S::Swap> = store.watch(LOG_KEY).await?;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(bytes) = &watched.current else {
+            return Ok(None);
+        };
+        let (write, result) = next(bytes)?;
+        let Some(write) = write else {
+            return Ok(Some(result));
+        };
+        match store.swap(watched.handle, &write).await? {
+            Swapped::Done => return Ok(Some(result)),
+            Swapped::Conflict(next) => watched = next,
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the intent log kept changing under this request".into(),
+    ))
+}
+
 /// Applies `change` to the log with compare-and-swap until it sticks.
 /// `change` returns `None` to leave the log as it is (then nothing is
 /// written). Returns the log as stored afterwards and what `change` said,
@@ -17,23 +44,13 @@ pub async fn update_log<S: KeyValue, T>(
     store: &S,
     mut change: impl FnMut(&mut Log) -> Option<T>,
 ) -> Result<Option<(Log, Option<T>)>, ApiError> {
-    let mut watched: Watched<S::Swap> = store.watch(LOG_KEY).await?;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(bytes) = &watched.current else {
-            return Ok(None);
-        };
+    swap_log(store, |bytes| {
         let mut log = decode_log(bytes)?;
-        let Some(result) = change(&mut log) else {
-            return Ok(Some((log, None)));
-        };
-        match store.swap(watched.handle, &encode_log(&log)).await? {
-            Swapped::Done => return Ok(Some((log, Some(result)))),
-            Swapped::Conflict(next) => watched = next,
-        }
-    }
-    Err(ApiError::Unavailable(
-        "the intent log kept changing under this request".into(),
-    ))
+        let result = change(&mut log);
+        let write = result.is_some().then(|| encode_log(&log));
+        Ok((write, (log, result)))
+    })
+    .await
 }
 
 /// Appends `intent` to the log with compare-and-swap until it sticks,
@@ -43,20 +60,11 @@ async fn append_intent<S: KeyValue>(
     store: &S,
     intent: &Intent,
 ) -> Result<Option<LogHead>, ApiError> {
-    let mut watched: Watched<S::Swap> = store.watch(LOG_KEY).await?;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(bytes) = &watched.current else {
-            return Ok(None);
-        };
+    swap_log(store, |bytes| {
         let (appended, head) = append_to_log(bytes, intent)?;
-        match store.swap(watched.handle, &appended).await? {
-            Swapped::Done => return Ok(Some(head)),
-            Swapped::Conflict(next) => watched = next,
-        }
-    }
-    Err(ApiError::Unavailable(
-        "the intent log kept changing under this request".into(),
-    ))
+        Ok((Some(appended), head))
+    })
+    .await
 }
 
 impl<S: KeyValue> Registry<'_, S> {
