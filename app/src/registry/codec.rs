@@ -296,6 +296,17 @@ fn corrupt_log(error: impl std::fmt::Display) -> StoreError {
     StoreError(format!("index value {LOG_KEY} is corrupt: {error}"))
 }
 
+/// The log as the first indexing version wrote it: the whole `Log` in
+/// postcard after format byte 1 (its fields in declaration order), for
+/// tests that read such a store.
+#[cfg(test)]
+pub fn encode_first_format(log: &Log) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Written<'a>(&'a [Intent], Option<Lease>, Option<Lease>, u32);
+    let written = Written(&log.intents, log.fold, log.indexing, log.kept);
+    postcard::to_extend(&written, vec![FORMAT]).expect("a log is plain data")
+}
+
 /// A leaf's stored bytes.
 pub fn encode_leaf(ids: &[HeroId]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(1 + ids.len() * ID_BYTES);
@@ -357,15 +368,6 @@ mod tests {
         assert!(decode_leaf("l", &leaf[..20]).is_err());
     }
 
-    /// The log as the first indexing version wrote it: the whole `Log` in
-    /// postcard after format byte 1 (its fields in declaration order).
-    fn first_format(log: &Log) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Written<'a>(&'a [Intent], Option<Lease>, Option<Lease>, u32);
-        let written = Written(&log.intents, log.fold, log.indexing, log.kept);
-        postcard::to_extend(&written, vec![FORMAT]).unwrap()
-    }
-
     #[test]
     fn appending_an_intent_is_decoding_pushing_and_encoding_in_either_format() {
         let intent = |op, team: &str| Intent {
@@ -385,7 +387,7 @@ mod tests {
             }),
             kept: 1,
         };
-        let old = first_format(&log);
+        let old = encode_first_format(&log);
         assert_eq!(decode_log(&old).unwrap(), log, "the first format reads");
         let (from_old, head) = append_to_log(&old, &intent(3, "C")).unwrap();
         let (from_new, same_head) = append_to_log(&encode_log(&log), &intent(3, "C")).unwrap();

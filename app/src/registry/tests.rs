@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::executor::block_on;
 use serde_json::Value;
 
-use super::codec::{LOG_KEY, Log, decode, decode_log};
+use super::codec::{LOG_KEY, Log, decode, decode_log, encode_first_format, encode_log};
 use super::{FOLD_EVERY, GRACE_MS, Page, Registry, TOMBSTONE};
 use crate::error::ApiError;
 use crate::hero::{Hero, HeroId, NewHero};
@@ -143,6 +143,37 @@ fn pages_come_in_creation_order_across_leaves_and_teams() {
     let dir = store.map.borrow()["heroes:all"].clone();
     let dir: super::codec::Directory = decode("heroes:all", &dir).unwrap();
     assert!(dir.leaves.len() >= 3, "the set spans leaves: {dir:?}");
+}
+
+#[test]
+fn a_log_in_the_first_format_is_read_then_rewritten_by_the_next_write() {
+    let (store, clock) = (MemoryStore::default(), TestClock::new());
+    for i in 0..FOLD_EVERY + 8 {
+        let team = ["X", "Y"][i as usize % 2];
+        with(&store, &clock, async |r| {
+            r.create(hero(&format!("h{i}"), Some(team))).await.unwrap()
+        });
+    }
+    // The same log as the first indexing version would have stored it.
+    let log = log_of(&store);
+    assert!(log.intents.len() >= 8, "intents still to fold: {log:?}");
+    let first = encode_first_format(&log);
+    assert_ne!(first, encode_log(&log));
+    store.map.borrow_mut().insert(LOG_KEY.into(), first);
+    assert_lists_are_right(&store, &clock, 7);
+    with(&store, &clock, async |r| {
+        r.create(hero("after", Some("X"))).await.unwrap()
+    });
+    let stored = store.map.borrow()[LOG_KEY].clone();
+    let mut expected = log.intents.clone();
+    expected.push(log_of(&store).intents.last().unwrap().clone());
+    assert_eq!(
+        stored,
+        encode_log(&log_of(&store)),
+        "rewritten in this format"
+    );
+    assert_eq!(log_of(&store).intents, expected, "no intent lost");
+    assert_lists_are_right(&store, &clock, 7);
 }
 
 /// Writes `count` heroes as the previous version did (hero keys only), in
