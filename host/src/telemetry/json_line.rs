@@ -354,8 +354,9 @@ mod tests {
     #[test]
     fn a_word_needs_escaping_exactly_when_one_of_its_bytes_does() {
         // Every byte value at every position, among plain neighbours that
-        // sit just above the bounds (0x20, 0x80, 0xff) or are a quote's.
-        for filler in [b' ', b'!', b'#', 0x80, 0xff, b'a'] {
+        // sit next to each byte to escape (0x20, `!`/`#`, `[`/`]`, `~`,
+        // 0x80) or far from them.
+        for filler in [b' ', b'!', b'#', b'[', b']', b'~', 0x80, 0xff, b'a'] {
             for byte in 0..=u8::MAX {
                 for at in 0..8 {
                     let mut word = [filler; 8];
@@ -367,6 +368,34 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn words_with_several_bytes_to_escape_or_none_are_told_apart() {
+        // Pseudo-random words (xorshift) drawn mostly from the bytes around
+        // the bounds, where a borrow between bytes could mislead the test.
+        let near = [
+            0x1f, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7e, 0x7f, 0x80, 0xff,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let word: [u8; 8] = std::array::from_fn(|i| {
+                let pick = (state >> (8 * i)) as u8;
+                if pick & 1 == 0 {
+                    near[usize::from(pick >> 1) % near.len()]
+                } else {
+                    pick
+                }
+            });
+            assert_eq!(
+                word_needs_escape(u64::from_le_bytes(word)),
+                word.iter().any(|b| needs_escape(*b)),
+                "{word:?}"
+            );
         }
     }
 
