@@ -19,6 +19,7 @@ const LOAD_LIMIT: Duration = Duration::from_secs(600);
 const RSS_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Runs the load generator and wrk on the client core.
+#[derive(Clone)]
 pub struct Client {
     /// This binary: `hero-bench`.
     pub exe: PathBuf,

@@ -376,7 +376,8 @@ fn prices(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
         "\nfeatures priced in interleaved rounds: with and without, both up, loaded in turn \
-         (cost = 1 − with ÷ without)"
+         for {:.1} s each (cost = 1 − with ÷ without)",
+        results.config.price_slice_s
     );
     for price in &results.prices {
         let name = format!("{}: {}", price.scenario.short(), price.what);

@@ -49,6 +49,8 @@ pub struct Config {
     pub duration_s: f64,
     /// Warm-up seconds per scenario.
     pub warmup_s: f64,
+    /// Measured seconds of each side in one interleaved pricing round.
+    pub price_slice_s: f64,
     /// Connections.
     pub concurrency: usize,
     /// Heroes stored before the registry scenarios.

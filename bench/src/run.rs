@@ -111,6 +111,12 @@ pub struct RunArgs {
     /// targets use the median round. 0 skips them.
     #[arg(long, env = "BENCH_PRICE_ROUNDS", default_value = "3")]
     pub price_rounds: usize,
+    /// Measured time of each side in one interleaved round (default: the
+    /// scenario's duration). On a machine whose speed drifts, many short
+    /// rounds keep each with/without pair close in time, and their median
+    /// steadier than that of a few long ones.
+    #[arg(long, env = "BENCH_PRICE_SLICE", value_parser = parse_secs)]
+    pub price_slice: Option<Duration>,
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -213,6 +219,7 @@ fn config(args: &RunArgs) -> Config {
     Config {
         duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
+        price_slice_s: args.price_slice.unwrap_or(args.duration).as_secs_f64(),
         concurrency: args.concurrency,
         seed_count: args.seed_count,
         large_seed_count: args.large_seed_count,

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 
 use super::{Runner, START_TIMEOUT, STOP_GRACE};
+use crate::client::Client;
 use crate::contender::Contender;
 use crate::lineup::PricePlan;
 use crate::price::{PriceRound, PriceRow};
@@ -73,13 +74,17 @@ impl Runner<'_> {
             let (server, _) = self.start_empty(contender)?;
             sides.push((server, self.price_args(contender, plan.scenario)?));
         }
+        let client = Client {
+            duration: self.args.price_slice.unwrap_or(self.client.duration),
+            ..self.client.clone()
+        };
         let mut rounds = Vec::new();
         for round in 0..self.args.price_rounds {
             let mut rps = [0.0; 2];
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let (server, args) = &mut sides[side];
-                rps[side] = self.client.load(server, args)?.report.rps;
+                rps[side] = client.load(server, args)?.report.rps;
             }
             let round = PriceRound::new(rps[0], rps[1]);
             eprintln!(

@@ -36,6 +36,12 @@ const SELECT: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key 
 const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
      ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
 const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
+/// The label's rows from a key on, in key order (the primary key's order).
+const SCAN_FROM: &str = "SELECT key, value FROM spin_key_value
+     WHERE store = ?1 AND key >= ?2 ORDER BY key";
+/// Rows a [`SqliteStore::get_many`] scan steps over, none of them asked
+/// for, before it searches the index afresh for the next key asked for.
+const SCAN_MAX_SKIP: usize = 8;
 
 /// One SQLite database file (or memory), shared by every label stored in it.
 pub enum SqliteDb {
@@ -108,6 +114,55 @@ fn run<T>(
     op: impl Fn(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     op(connection)
+}
+
+/// The values under `keys` (in their order; `None` where absent), read by
+/// `scan` ([`SCAN_FROM`]) in key order: see [`SqliteStore::get_many`].
+fn scan_sorted(
+    scan: &mut rusqlite::CachedStatement<'_>,
+    label: &str,
+    keys: &[String],
+) -> rusqlite::Result<Vec<Option<Vec<u8>>>> {
+    let mut values = vec![None; keys.len()];
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    // Stable and adaptive: keys already in order cost one pass.
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let Some(&first) = order.first() else {
+        return Ok(values);
+    };
+    let mut rows = scan.query(params![label, keys[first]])?;
+    let (mut next, mut skipped) = (0, 0);
+    while next < order.len() {
+        let Some(row) = rows.next()? else {
+            break; // no rows left: every key still wanted is absent
+        };
+        let key = row.get_ref(0)?.as_bytes()?;
+        // Keys below the row's were passed over: absent.
+        while next < order.len() && keys[order[next]].as_bytes() < key {
+            next += 1;
+        }
+        if next == order.len() {
+            break;
+        }
+        if keys[order[next]].as_bytes() == key {
+            let value: Vec<u8> = row.get(1)?;
+            // A key asked for more than once gets a copy each time.
+            let end = next + order[next..].partition_point(|&i| keys[i].as_bytes() == key);
+            for &i in &order[next + 1..end] {
+                values[i] = Some(value.clone());
+            }
+            values[order[next]] = Some(value);
+            (next, skipped) = (end, 0);
+        } else {
+            skipped += 1;
+            if skipped > SCAN_MAX_SKIP {
+                drop(rows);
+                rows = scan.query(params![label, keys[order[next]]])?;
+                skipped = 0;
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// A counter as Spin's SQLite store writes it: 8 bytes, little-endian.
@@ -235,18 +290,19 @@ impl SqliteStore {
     /// The values under `keys`, in their order (`None` where absent), read
     /// in one read transaction: one snapshot of the store, and one lock
     /// round instead of one a key.
+    ///
+    /// Keys are visited in key order along the primary key index: from one
+    /// key the scan steps to the next row instead of descending the index
+    /// again, so keys that sit close together (a page of an ordered index,
+    /// whose ids share a prefix) cost a step each, not a search. After
+    /// [`SCAN_MAX_SKIP`] rows that no key asked for, it searches afresh from
+    /// the next key, so far-apart keys cost about what one search each does.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.db.with(|c| {
             let transaction = Transaction::new_unchecked(c, TransactionBehavior::Deferred)?;
             let values = {
-                let mut select = transaction.prepare_cached(SELECT)?;
-                keys.iter()
-                    .map(|key| {
-                        select
-                            .query_row(params![self.label, key], |row| row.get(0))
-                            .optional()
-                    })
-                    .collect::<rusqlite::Result<_>>()?
+                let mut scan = transaction.prepare_cached(SCAN_FROM)?;
+                scan_sorted(&mut scan, &self.label, keys)?
             };
             transaction.commit()?;
             Ok(values)
@@ -398,6 +454,68 @@ pub(crate) mod tests {
         assert_eq!(one.keys().unwrap(), ["k"]);
         assert_eq!(two.keys().unwrap(), ["a", "z"]);
         assert_eq!(two.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn get_many_answers_as_get_does_for_keys_close_together_far_apart_absent_or_repeated() {
+        let (_dir, db) = temp_db();
+        let store = SqliteStore::new(db.clone(), "default");
+        let other = SqliteStore::new(db, "other");
+        // Every third key of 600 is stored; another label's rows sit between.
+        let key = |i: usize| format!("k{i:04}");
+        for i in (0..600).step_by(3) {
+            store.set(&key(i), key(i).as_bytes()).unwrap();
+            other.set(&format!("{}x", key(i)), b"other").unwrap();
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for round in 0..200 {
+            // Runs of neighbours, jumps past the skip limit, repeats, keys
+            // before the first and after the last, in shuffled order.
+            let mut asked: Vec<String> = Vec::new();
+            let mut at = random(620);
+            for _ in 0..random(60) {
+                at = match random(4) {
+                    0 => random(640),
+                    1 => at.saturating_sub(1),
+                    _ => at + 1 + random(2),
+                };
+                asked.push(key(at));
+            }
+            if round % 2 == 0 {
+                for i in (1..asked.len()).rev() {
+                    asked.swap(i, random(i + 1));
+                }
+            }
+            let expected: Vec<_> = asked.iter().map(|k| store.get(k).unwrap()).collect();
+            assert_eq!(store.get_many(&asked).unwrap(), expected, "keys {asked:?}");
+        }
+        assert_eq!(
+            store.get_many(&[key(3), key(3), "k".into()]).unwrap(),
+            [Some(key(3).into_bytes()), Some(key(3).into_bytes()), None]
+        );
+    }
+
+    #[test]
+    fn the_get_many_scan_walks_the_primary_key_without_sorting() {
+        let (_dir, db) = temp_db();
+        let plan: Vec<String> = db
+            .with(|c| {
+                c.prepare(&format!("EXPLAIN QUERY PLAN {SCAN_FROM}"))?
+                    .query_map(params!["default", "k"], |row| row.get::<_, String>(3))?
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH") && plan[0].contains("(store=? AND key>?)"),
+            "{plan:?}"
+        );
     }
 
     #[test]
