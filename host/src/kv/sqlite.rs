@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rusqlite::config::DbConfig;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
@@ -184,6 +185,11 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
     };
     // Fail at once on a held lock; the caller retries without blocking.
     connection.busy_timeout(Duration::ZERO)?;
+    // One plan per statement, whatever its parameters: otherwise binding a
+    // new start key to `SCAN_FROM`'s range makes SQLite prepare it again on
+    // every scan (its STAT4 planner may weigh the value), which costs more
+    // than the scan.
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if path.is_some() {
         // Per connection; WAL mode itself persists in the file.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -502,7 +508,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_get_many_scan_walks_the_primary_key_without_sorting() {
+    fn the_get_many_scan_walks_the_primary_key_without_sorting_or_preparing_again() {
         let (_dir, db) = temp_db();
         let plan: Vec<String> = db
             .with(|c| {
@@ -516,6 +522,21 @@ pub(crate) mod tests {
             plan[0].starts_with("SEARCH") && plan[0].contains("(store=? AND key>?)"),
             "{plan:?}"
         );
+        // And it is prepared once, not again for each start key.
+        let store = SqliteStore::new(db.clone(), "default");
+        for key in ["a", "m", "z"] {
+            store.set(key, b"1").unwrap();
+            store
+                .get_many(&[key.into(), "b".into(), "y".into()])
+                .unwrap();
+        }
+        let reprepared = db
+            .with(|c| {
+                let scan = c.prepare_cached(SCAN_FROM)?;
+                Ok(scan.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+            .unwrap();
+        assert_eq!(reprepared, 0);
     }
 
     #[test]
