@@ -148,9 +148,10 @@ fn scan_sorted(
         if keys[order[next]].as_bytes() == key {
             let value: Vec<u8> = row.get(1)?;
             // A key asked for more than once gets a copy each time.
-            let end = next + order[next..].partition_point(|&i| keys[i].as_bytes() == key);
-            for &i in &order[next + 1..end] {
-                values[i] = Some(value.clone());
+            let mut end = next + 1;
+            while end < order.len() && keys[order[end]].as_bytes() == key {
+                values[order[end]] = Some(value.clone());
+                end += 1;
             }
             values[order[next]] = Some(value);
             (next, skipped) = (end, 0);
