@@ -40,9 +40,15 @@ const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 /// The label's rows from a key on, in key order (the primary key's order).
 const SCAN_FROM: &str = "SELECT key, value FROM spin_key_value
      WHERE store = ?1 AND key >= ?2 ORDER BY key";
-/// Rows a [`SqliteStore::get_many`] scan steps over, none of them asked
-/// for, before it searches the index afresh for the next key asked for.
-const SCAN_MAX_SKIP: usize = 8;
+/// What a [`SqliteStore::get_many`] scan may spend stepping over rows no key
+/// asked for before it searches the index afresh from the next key asked
+/// for: each such row counts its value's bytes (SQLite reads the whole row,
+/// overflow pages and all, to step over it) plus [`SCAN_ROW_CHARGE`]. By
+/// instruction counts a search costs about what stepping over four small
+/// rows does, and a 16 KiB value several times that.
+const SCAN_SKIP_BUDGET: usize = 512;
+/// The bytes a row stepped over counts for besides its value's.
+const SCAN_ROW_CHARGE: usize = 128;
 
 /// One SQLite database file (or memory), shared by every label stored in it.
 pub enum SqliteDb {
@@ -156,8 +162,8 @@ fn scan_sorted(
             values[order[next]] = Some(value);
             (next, skipped) = (end, 0);
         } else {
-            skipped += 1;
-            if skipped > SCAN_MAX_SKIP {
+            skipped += SCAN_ROW_CHARGE + stored_len(row.get_ref(1)?);
+            if skipped > SCAN_SKIP_BUDGET {
                 drop(rows);
                 rows = scan.query(params![label, keys[order[next]]])?;
                 skipped = 0;
@@ -165,6 +171,17 @@ fn scan_sorted(
         }
     }
     Ok(values)
+}
+
+/// The length of a stored value as read (a blob, or text another writer
+/// stored).
+fn stored_len(value: rusqlite::types::ValueRef<'_>) -> usize {
+    match value {
+        rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
+            bytes.len()
+        }
+        _ => 0,
+    }
 }
 
 /// A counter as Spin's SQLite store writes it: 8 bytes, little-endian.
@@ -301,9 +318,10 @@ impl SqliteStore {
     /// Keys are visited in key order along the primary key index: from one
     /// key the scan steps to the next row instead of descending the index
     /// again, so keys that sit close together (a page of an ordered index,
-    /// whose ids share a prefix) cost a step each, not a search. After
-    /// [`SCAN_MAX_SKIP`] rows that no key asked for, it searches afresh from
-    /// the next key, so far-apart keys cost about what one search each does.
+    /// whose ids share a prefix) cost a step each, not a search. Past a few
+    /// rows that no key asked for ([`SCAN_SKIP_BUDGET`]), it searches afresh
+    /// from the next key, so far-apart keys cost about what one search each
+    /// does.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.db.with(|c| {
             let transaction = Transaction::new_unchecked(c, TransactionBehavior::Deferred)?;
