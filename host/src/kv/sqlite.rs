@@ -41,11 +41,12 @@ const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 const SCAN_FROM: &str = "SELECT key, value FROM spin_key_value
      WHERE store = ?1 AND key >= ?2 ORDER BY key";
 /// What a [`SqliteStore::get_many`] scan may spend stepping over rows no key
-/// asked for before it searches the index afresh from the next key asked
-/// for: each such row counts its value's bytes (SQLite reads the whole row,
-/// overflow pages and all, to step over it) plus [`SCAN_ROW_CHARGE`]. By
-/// instruction counts a search costs about what stepping over four small
-/// rows does, and a 16 KiB value several times that.
+/// asked for before it takes its keys to be far apart and searches the
+/// index afresh for each of the rest: each such row counts its value's
+/// bytes (SQLite reads the whole row, overflow pages and all, to step over
+/// it) plus [`SCAN_ROW_CHARGE`]. By instruction counts a search costs about
+/// what stepping over four small rows does, and a 16 KiB value several times
+/// that.
 const SCAN_SKIP_BUDGET: usize = 512;
 /// The bytes a row stepped over counts for besides its value's.
 const SCAN_ROW_CHARGE: usize = 128;
@@ -138,7 +139,7 @@ fn scan_sorted(
         return Ok(values);
     };
     let mut rows = scan.query(params![label, keys[first]])?;
-    let (mut next, mut skipped) = (0, 0);
+    let (mut next, mut skipped, mut sparse) = (0, 0, false);
     while next < order.len() {
         let Some(row) = rows.next()? else {
             break; // no rows left: every key still wanted is absent
@@ -163,11 +164,16 @@ fn scan_sorted(
             (next, skipped) = (end, 0);
         } else {
             skipped += SCAN_ROW_CHARGE + stored_len(row.get_ref(1)?);
-            if skipped > SCAN_SKIP_BUDGET {
-                drop(rows);
-                rows = scan.query(params![label, keys[order[next]]])?;
-                skipped = 0;
+            // Keys this far apart: each of the rest is searched for.
+            sparse |= skipped > SCAN_SKIP_BUDGET;
+            if !sparse {
+                continue;
             }
+        }
+        if sparse && next < order.len() {
+            drop(rows);
+            rows = scan.query(params![label, keys[order[next]]])?;
+            skipped = 0;
         }
     }
     Ok(values)
@@ -318,10 +324,10 @@ impl SqliteStore {
     /// Keys are visited in key order along the primary key index: from one
     /// key the scan steps to the next row instead of descending the index
     /// again, so keys that sit close together (a page of an ordered index,
-    /// whose ids share a prefix) cost a step each, not a search. Past a few
-    /// rows that no key asked for ([`SCAN_SKIP_BUDGET`]), it searches afresh
-    /// from the next key, so far-apart keys cost about what one search each
-    /// does.
+    /// whose ids share a prefix) cost a step each, not a search. Once it has
+    /// stepped over more rows than [`SCAN_SKIP_BUDGET`] allows between two
+    /// keys, the keys are far apart, and it searches afresh for each of the
+    /// rest: far-apart keys cost one search each, as a lookup per key does.
     pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.db.with(|c| {
             let transaction = Transaction::new_unchecked(c, TransactionBehavior::Deferred)?;
