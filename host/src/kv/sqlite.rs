@@ -163,7 +163,9 @@ fn scan_sorted(
             values[order[next]] = Some(value);
             (next, skipped) = (end, 0);
         } else {
-            skipped += SCAN_ROW_CHARGE + stored_len(row.get_ref(1)?);
+            // A blob, or text another writer stored.
+            let stored = row.get_ref(1)?.as_bytes().map_or(0, <[u8]>::len);
+            skipped += SCAN_ROW_CHARGE + stored;
             // Keys this far apart: each of the rest is searched for.
             sparse |= skipped > SCAN_SKIP_BUDGET;
             if !sparse {
@@ -177,17 +179,6 @@ fn scan_sorted(
         }
     }
     Ok(values)
-}
-
-/// The length of a stored value as read (a blob, or text another writer
-/// stored).
-fn stored_len(value: rusqlite::types::ValueRef<'_>) -> usize {
-    match value {
-        rusqlite::types::ValueRef::Blob(bytes) | rusqlite::types::ValueRef::Text(bytes) => {
-            bytes.len()
-        }
-        _ => 0,
-    }
 }
 
 /// A counter as Spin's SQLite store writes it: 8 bytes, little-endian.
