@@ -1,7 +1,7 @@
 //! The index's stored values and their keys: the intent log (a head, then
 //! its intents, each in postcard, after a format byte), set directories
-//! (postcard, after a format byte) and leaves (sorted 16-byte ids, after a
-//! format byte).
+//! (postcard, after a format byte) and leaves (sorted 16-byte ids, each with
+//! its hero's stored value or not, after a format byte).
 
 use serde::{Deserialize, Serialize};
 
@@ -307,25 +307,124 @@ pub fn encode_first_format(log: &Log) -> Vec<u8> {
     postcard::to_extend(&written, vec![FORMAT]).expect("a log is plain data")
 }
 
-/// A leaf's stored bytes.
-pub fn encode_leaf(ids: &[HeroId]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(1 + ids.len() * ID_BYTES);
-    bytes.push(FORMAT);
-    for id in ids {
+/// First byte of a leaf whose ids carry their heroes' stored values: each
+/// id, then the value's length (4 bytes, little-endian; [`NO_VALUE`] when it
+/// carries none), then the value. Versions before it read only leaves of
+/// [`FORMAT`] and answer 500 to these, and their PUTs that keep a hero's
+/// team log no intent, which a value in a leaf relies on: as with
+/// [`LOG_FORMAT`], replicas sharing a store move past it together.
+const LEAF_WITH_VALUES: u8 = 2;
+/// The length of an id's value in a leaf of [`LEAF_WITH_VALUES`] when it
+/// carries none.
+const NO_VALUE: u32 = u32::MAX;
+
+/// One id of a leaf as stored: the hero, and its stored value as the change
+/// that wrote the leaf saw it, when the leaf carries one.
+pub type Member<'a> = (HeroId, Option<&'a [u8]>);
+
+/// A leaf as read: its ids in order, each with where its value lies in the
+/// leaf's bytes (read in place, not copied out).
+pub struct Leaf {
+    bytes: Vec<u8>,
+    entries: Vec<(HeroId, Option<std::ops::Range<usize>>)>,
+}
+
+impl Leaf {
+    /// The ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = HeroId> + '_ {
+        self.entries.iter().map(|(id, _)| *id)
+    }
+
+    /// The ids with their values, in order.
+    pub fn members(&self) -> impl Iterator<Item = Member<'_>> {
+        self.entries
+            .iter()
+            .map(|(id, range)| (*id, range.clone().map(|range| &self.bytes[range])))
+    }
+
+    /// The `i`th id's value, if the leaf carries one.
+    pub fn value(&self, i: usize) -> Option<&[u8]> {
+        let range = self.entries.get(i)?.1.clone()?;
+        Some(&self.bytes[range])
+    }
+}
+
+/// A leaf's stored bytes: ids only (the first format) when no member
+/// carries a value, so sets that never carry values read as before.
+pub fn encode_leaf(members: &[Member<'_>]) -> Vec<u8> {
+    if members.iter().all(|(_, value)| value.is_none()) {
+        let mut bytes = Vec::with_capacity(1 + members.len() * ID_BYTES);
+        bytes.push(FORMAT);
+        for (id, _) in members {
+            bytes.extend_from_slice(&id.to_bytes());
+        }
+        return bytes;
+    }
+    let values: usize = members
+        .iter()
+        .map(|(_, value)| value.map_or(0, <[u8]>::len))
+        .sum();
+    let mut bytes = Vec::with_capacity(1 + members.len() * (ID_BYTES + 4) + values);
+    bytes.push(LEAF_WITH_VALUES);
+    for (id, value) in members {
         bytes.extend_from_slice(&id.to_bytes());
+        match value {
+            Some(value) => {
+                let len = u32::try_from(value.len())
+                    .ok()
+                    .filter(|&len| len != NO_VALUE)
+                    .expect("a hero's stored value is far below 4 GiB");
+                bytes.extend_from_slice(&len.to_le_bytes());
+                bytes.extend_from_slice(value);
+            }
+            None => bytes.extend_from_slice(&NO_VALUE.to_le_bytes()),
+        }
     }
     bytes
 }
 
-/// A leaf's ids.
-pub fn decode_leaf(key: &str, bytes: &[u8]) -> Result<Vec<HeroId>, StoreError> {
-    match bytes.split_first() {
-        Some((&FORMAT, rest)) if rest.len() % ID_BYTES == 0 => Ok(rest
-            .chunks_exact(ID_BYTES)
-            .map(|chunk| HeroId::from_bytes(chunk.try_into().expect("chunks are 16 bytes")))
-            .collect()),
-        _ => Err(StoreError(format!("leaf {key} is corrupt"))),
-    }
+/// A leaf as stored under `key` (either format).
+pub fn decode_leaf(key: &str, bytes: Vec<u8>) -> Result<Leaf, StoreError> {
+    let corrupt = || StoreError(format!("leaf {key} is corrupt"));
+    let id_at = |at: usize| -> Option<HeroId> {
+        let chunk = bytes.get(at..at + ID_BYTES)?;
+        Some(HeroId::from_bytes(chunk.try_into().ok()?))
+    };
+    let entries = match bytes.first() {
+        Some(&FORMAT) if (bytes.len() - 1).is_multiple_of(ID_BYTES) => (1..bytes.len())
+            .step_by(ID_BYTES)
+            .map(|at| id_at(at).map(|id| (id, None)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(corrupt)?,
+        Some(&LEAF_WITH_VALUES) => {
+            let mut entries = Vec::new();
+            let mut at = 1;
+            while at < bytes.len() {
+                let id = id_at(at).ok_or_else(corrupt)?;
+                let len = bytes
+                    .get(at + ID_BYTES..at + ID_BYTES + 4)
+                    .and_then(|len| len.try_into().ok())
+                    .map(u32::from_le_bytes)
+                    .ok_or_else(corrupt)?;
+                at += ID_BYTES + 4;
+                let value = if len == NO_VALUE {
+                    None
+                } else {
+                    let end = at
+                        .checked_add(len as usize)
+                        .filter(|&end| end <= bytes.len())
+                        .ok_or_else(corrupt)?;
+                    let range = at..end;
+                    at = end;
+                    Some(range)
+                };
+                entries.push((id, value));
+            }
+            entries
+        }
+        _ => return Err(corrupt()),
+    };
+    Ok(Leaf { bytes, entries })
 }
 
 #[cfg(test)]
@@ -362,10 +461,48 @@ mod tests {
 
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let ids = [HeroId::generate(at), HeroId::generate(at)];
-        let leaf = encode_leaf(&ids);
-        assert_eq!(leaf.len(), 33);
-        assert_eq!(decode_leaf("l", &leaf).unwrap(), ids);
-        assert!(decode_leaf("l", &leaf[..20]).is_err());
+        let leaf = encode_leaf(&[(ids[0], None), (ids[1], None)]);
+        assert_eq!(leaf.len(), 33, "ids alone: the first format");
+        assert_eq!(leaf[0], FORMAT);
+        let read = decode_leaf("l", leaf.clone()).unwrap();
+        assert_eq!(read.ids().collect::<Vec<_>>(), ids);
+        assert_eq!(
+            (read.value(0), read.value(1), read.value(2)),
+            (None, None, None)
+        );
+        assert!(decode_leaf("l", leaf[..20].to_vec()).is_err());
+    }
+
+    #[test]
+    fn leaves_carry_values_beside_their_ids_and_truncation_is_an_error() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ids = [
+            HeroId::generate(at),
+            HeroId::generate(at),
+            HeroId::generate(at),
+        ];
+        let members: [Member<'_>; 3] = [
+            (ids[0], Some(b"{\"name\":\"A\"}")),
+            (ids[1], None),
+            (ids[2], Some(b"")),
+        ];
+        let bytes = encode_leaf(&members);
+        assert_eq!(bytes[0], LEAF_WITH_VALUES);
+        assert_eq!(bytes.len(), 1 + 3 * (ID_BYTES + 4) + 12);
+        let leaf = decode_leaf("l", bytes.clone()).unwrap();
+        assert_eq!(leaf.members().collect::<Vec<_>>(), members);
+        assert_eq!(leaf.ids().collect::<Vec<_>>(), ids);
+        assert_eq!(leaf.value(0), Some(&b"{\"name\":\"A\"}"[..]));
+        assert_eq!(leaf.value(1), None);
+        assert_eq!(leaf.value(2), Some(&b""[..]));
+        for cut in 2..bytes.len() {
+            let truncated = &bytes[..cut];
+            let read = decode_leaf("l", truncated.to_vec());
+            let whole = [1 + ID_BYTES + 4 + 12, 1 + 2 * (ID_BYTES + 4) + 12];
+            assert_eq!(read.is_ok(), whole.contains(&cut), "cut at {cut}");
+        }
+        assert!(decode_leaf("l", vec![3]).is_err(), "an unknown format");
+        assert!(decode_leaf("l", Vec::new()).is_err());
     }
 
     #[test]

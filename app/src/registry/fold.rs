@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec::{Intent, Lease, Log, LogHead, SetName, Standing};
 use super::list::Found;
+use super::sets::Change;
 use super::{FOLD_EVERY, GRACE_MS, Registry};
 use crate::error::ApiError;
 use crate::hero::HeroId;
@@ -99,21 +100,26 @@ impl<S: KeyValue> Registry<'_, S> {
     }
 }
 
-/// For each set an intent touches, the membership each of its heroes has
-/// now.
+/// For each set an intent names (where its hero stood or will stand), the
+/// membership each of its heroes has now, with the stored value the leaves
+/// of every hero carry.
 fn set_changes<'a>(
     log: &'a Log,
-    found: &HashMap<HeroId, Found>,
-) -> BTreeMap<SetName<'a>, BTreeMap<HeroId, bool>> {
-    let mut changes: BTreeMap<SetName<'a>, BTreeMap<HeroId, bool>> = BTreeMap::new();
+    found: &'a HashMap<HeroId, Found>,
+) -> BTreeMap<SetName<'a>, BTreeMap<HeroId, Change<'a>>> {
+    let mut changes: BTreeMap<SetName<'a>, BTreeMap<HeroId, Change<'a>>> = BTreeMap::new();
     for intent in &log.intents {
         let id = intent.hero();
-        let now = found[&id].standing();
+        let hero = &found[&id];
+        let now = hero.standing();
         for set in SetName::of(&intent.before).chain(SetName::of(&intent.after)) {
-            changes
-                .entry(set)
-                .or_default()
-                .insert(id, set.contains(&now));
+            let change = match hero {
+                Found::Live { value, .. } if set.contains(&now) => {
+                    Change::In((set == SetName::All).then_some(value.as_slice()))
+                }
+                _ => Change::Out,
+            };
+            changes.entry(set).or_default().insert(id, change);
         }
     }
     changes

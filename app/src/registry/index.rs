@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use super::codec::{LOG_KEY, Lease, Log, SetName, decode_log, encode_log};
+use super::codec::{LOG_KEY, Leaf, Lease, Log, SetName, decode_log, encode_log};
 use super::list::{Found, Page};
 use super::log::new_op;
-use super::{LEASE_MS, MAX_ATTEMPTS, Registry};
+use super::sets::{Change, LEAF_MAX};
+use super::{LEASE_MS, MAX_ATTEMPTS, Registry, TOMBSTONE};
 use crate::error::ApiError;
 use crate::hero::HeroId;
 use crate::store::{KeyValue, Swapped};
@@ -67,6 +68,7 @@ impl<S: KeyValue> Registry<'_, S> {
         for (team, ids) in &teams {
             self.fill(SetName::Team(team), ids, lease).await?;
         }
+        self.carry_values(&all, lease).await?;
         let (log, _) = super::log::update_log(self.store, |log| {
             let ours = log.indexing.is_some_and(|held| held.owner == lease.owner);
             ours.then(|| log.indexing = None)
@@ -83,10 +85,30 @@ impl<S: KeyValue> Registry<'_, S> {
     async fn fill(&self, set: SetName<'_>, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
         // An earlier, abandoned attempt may have left members: clear them.
         let current = self.members(set).await?;
-        let mut changes: BTreeMap<HeroId, bool> =
-            current.into_iter().map(|id| (id, false)).collect();
-        changes.extend(ids.iter().map(|id| (*id, true)));
+        let mut changes: BTreeMap<HeroId, Change<'_>> =
+            current.into_iter().map(|id| (id, Change::Out)).collect();
+        changes.extend(ids.iter().map(|id| (*id, Change::In(None))));
         self.change_set(set, &changes, lease).await
+    }
+
+    /// Puts the stored values of `ids` into the leaves of every hero, a
+    /// leaf's worth at a time (so a store of any size is indexed in bounded
+    /// memory). A hero changed since is named by its write's intent, which
+    /// lists resolve and the next fold settles; one deleted since is left as
+    /// it is, for the same reason.
+    async fn carry_values(&self, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
+        for batch in ids.chunks(LEAF_MAX) {
+            let keys: Vec<String> = batch.iter().map(HeroId::key).collect();
+            let values = self.store.get_many(&keys).await?;
+            let mut changes = BTreeMap::new();
+            for (id, value) in batch.iter().zip(&values) {
+                if let Some(value) = value.as_deref().filter(|value| *value != TOMBSTONE) {
+                    changes.insert(*id, Change::In(Some(value)));
+                }
+            }
+            self.change_set(SetName::All, &changes, lease).await?;
+        }
+        Ok(())
     }
 
     /// Every id a set's leaves hold.
@@ -96,7 +118,7 @@ impl<S: KeyValue> Registry<'_, S> {
         let leaves = super::sets::read_leaves(self.store, &dir.leaves)
             .await?
             .ok_or_else(|| ApiError::Internal(format!("a leaf of {key} is gone")))?;
-        Ok(leaves.into_iter().flatten().collect())
+        Ok(leaves.iter().flat_map(Leaf::ids).collect())
     }
 
     /// Every stored hero's id, in creation order (ids are ULIDs), read

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::codec::{Directory, LOG_KEY, Log, SetName, Standing, decode_log};
+use super::codec::{Directory, LOG_KEY, Leaf, Log, SetName, Standing, decode_log};
 use super::sets::{leaf_of, parse_directory, read_leaves};
 use super::{Registry, TOMBSTONE};
 use crate::error::ApiError;
@@ -113,9 +113,14 @@ impl<S: KeyValue> Registry<'_, S> {
         page: &Page<'_>,
         tolerate_deleted: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        // Ids whose membership the leaves may not show yet, by leaf.
+        // Ids whose membership, or value, the leaves may not show yet, by
+        // leaf: the set's leaves carry values only if it is every hero's.
         let mut pending: BTreeMap<usize, Vec<HeroId>> = BTreeMap::new();
-        for intent in log.intents.iter().filter(|intent| intent.touches(set)) {
+        let carries_values = set == SetName::All;
+        for intent in &log.intents {
+            if !(intent.touches(set) || carries_values) {
+                continue;
+            }
             let id = intent.hero();
             let ids = pending.entry(leaf_of(dir, id)).or_default();
             if !ids.contains(&id) {
@@ -124,7 +129,8 @@ impl<S: KeyValue> Registry<'_, S> {
         }
         let mut resolved = BTreeMap::new();
         let mut skip = page.offset;
-        let mut chosen = Vec::new();
+        let mut leaves: Vec<Leaf> = Vec::new();
+        let mut chosen: Vec<Chosen> = Vec::with_capacity(page.limit);
         // An empty set still has one (empty) leaf for pending creations.
         for i in 0..dir.leaves.len().max(1) {
             let leaf = dir.leaves.get(i);
@@ -134,22 +140,34 @@ impl<S: KeyValue> Registry<'_, S> {
                 skip -= count;
                 continue;
             }
-            let mut members = match leaf {
-                Some(leaf) => match read_leaves(self.store, std::slice::from_ref(leaf)).await? {
-                    Some(mut read) => read.pop().unwrap_or_default(),
+            if let Some(leaf) = leaf {
+                match read_leaves(self.store, std::slice::from_ref(leaf)).await? {
+                    Some(mut read) => leaves.extend(read.pop()),
                     None => return Ok(None),
-                },
-                None => Vec::new(),
-            };
+                }
+            }
+            let read = leaf.and(leaves.last());
+            let stored = read.map(|leaf| leaf.ids().enumerate());
+            let mut members: Vec<Chosen> = stored
+                .into_iter()
+                .flatten()
+                .map(|(at, id)| Chosen {
+                    id,
+                    stored: read
+                        .and_then(|leaf| leaf.value(at))
+                        .map(|_| (leaves.len() - 1, at)),
+                })
+                .collect();
             if !pending.is_empty() {
                 self.resolve(pending, &mut resolved).await?;
-                members.retain(|id| !pending.contains(id));
+                members.retain(|member| !pending.contains(&member.id));
                 members.extend(
                     pending
                         .iter()
-                        .filter(|id| set.contains(&resolved[*id].standing())),
+                        .filter(|id| set.contains(&resolved[*id].standing()))
+                        .map(|&id| Chosen { id, stored: None }),
                 );
-                members.sort_unstable();
+                members.sort_unstable_by_key(|member| member.id);
             }
             let skipped = skip.min(members.len());
             skip -= skipped;
@@ -159,7 +177,8 @@ impl<S: KeyValue> Registry<'_, S> {
                 break;
             }
         }
-        self.body(&chosen, resolved, tolerate_deleted).await
+        self.body(&chosen, &leaves, resolved, tolerate_deleted)
+            .await
     }
 
     /// Reads the heroes of `ids` into `resolved`.
@@ -177,29 +196,45 @@ impl<S: KeyValue> Registry<'_, S> {
     }
 
     /// The JSON array of the chosen heroes: stored values are the JSON the
-    /// API returns, copied as they are. A hero deleted since the log was read
-    /// would leave the page short, and a client paging through would stop
-    /// there: `None` (read the page again, the delete's intent now in the
-    /// log), unless `tolerate_deleted`, when it is left out.
+    /// API returns, copied as they are, from the leaves that carry them or
+    /// else from the heroes. A hero read from its key and deleted since the
+    /// log was read would leave the page short, and a client paging through
+    /// would stop there: `None` (read the page again, the delete's intent
+    /// now in the log), unless `tolerate_deleted`, when it is left out.
     async fn body(
         &self,
-        ids: &[HeroId],
+        chosen: &[Chosen],
+        leaves: &[Leaf],
         mut resolved: BTreeMap<HeroId, Found>,
         tolerate_deleted: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
-        let unread: Vec<String> = ids
+        let unread: Vec<String> = chosen
             .iter()
-            .filter(|id| !resolved.contains_key(id))
-            .map(HeroId::key)
+            .filter(|member| member.stored.is_none() && !resolved.contains_key(&member.id))
+            .map(|member| member.id.key())
             .collect();
         let mut read = self.store.get_many(&unread).await?.into_iter();
-        let mut body = Vec::with_capacity(256 * ids.len() + 2);
+        let mut body = Vec::with_capacity(256 * chosen.len() + 2);
         body.push(b'[');
-        for id in ids {
-            let value = match resolved.remove(id) {
-                Some(Found::Live { value, .. }) => Some(value),
-                Some(Found::Absent | Found::Tombstone) => None,
-                None => read.next().flatten().filter(|value| value != TOMBSTONE),
+        for member in chosen {
+            let stored = member
+                .stored
+                .and_then(|(leaf, at)| leaves.get(leaf)?.value(at));
+            let fetched;
+            let value = match (stored, resolved.remove(&member.id)) {
+                (Some(value), _) => Some(value),
+                (None, Some(Found::Live { value, .. })) => {
+                    fetched = value;
+                    Some(fetched.as_slice())
+                }
+                (None, Some(Found::Absent | Found::Tombstone)) => None,
+                (None, None) => match read.next().flatten() {
+                    Some(value) if value != TOMBSTONE => {
+                        fetched = value;
+                        Some(fetched.as_slice())
+                    }
+                    _ => None,
+                },
             };
             let Some(value) = value else {
                 if tolerate_deleted {
@@ -210,9 +245,16 @@ impl<S: KeyValue> Registry<'_, S> {
             if body.len() > 1 {
                 body.push(b',');
             }
-            body.extend_from_slice(&value);
+            body.extend_from_slice(value);
         }
         body.push(b']');
         Ok(Some(body))
     }
+}
+
+/// A hero chosen for the page, and where its value lies in the leaves
+/// read (leaf, position), when one carries it.
+struct Chosen {
+    id: HeroId,
+    stored: Option<(usize, usize)>,
 }

@@ -10,7 +10,10 @@
 //!   each with the lowest id it covers and how many ids it holds.
 //! - `heroes:leaf:<random>`: a leaf, up to [`sets::LEAF_MAX`] sorted ids.
 //!   Leaves are written once under a fresh key and never changed, so the
-//!   compare-and-swap of a directory commits a whole change of its set.
+//!   compare-and-swap of a directory commits a whole change of its set. The
+//!   leaves of every hero's set also carry each hero's stored value beside
+//!   its id (about [`sets::LEAF_VALUE_BYTES`] a leaf), so a list copies its
+//!   page out of one or two leaves; a team's leaves carry ids alone.
 //! - `heroes:log`: the intent log, every write not yet folded into the sets:
 //!   a head (leases, counts), then the intents, so a write appends its own
 //!   by copying the others' bytes, without decoding them.
@@ -29,12 +32,13 @@
 //! the value it read. That swap is the write's linearization point:
 //!
 //! - POST logs `gone -> team`, then stores the new hero (its id is fresh).
-//! - PUT swaps the value it read for the new one; if the team changes it
-//!   logs `old team -> new team` first. A swap that finds another value
-//!   starts again from that value (logging again if the team it found
-//!   differs), so a PUT never overwrites a write it did not see, and one
-//!   that finds a tombstone answers 404: it never resurrects a hero. After
-//!   its swap it marks its intents `done` in the log.
+//! - PUT logs `old team -> new team` (the same team when it stays: the
+//!   leaves carry the value it changes), then swaps the value it read for
+//!   the new one. A swap that finds another value starts again from that
+//!   value (logging again if the team it found differs), so a PUT never
+//!   overwrites a write it did not see, and one that finds a tombstone
+//!   answers 404: it never resurrects a hero. After its swap it marks its
+//!   intents `done` in the log.
 //! - DELETE logs `team -> gone`, then swaps the value it read for the
 //!   tombstone. Of two racing DELETEs only one swap succeeds (204); the
 //!   other finds the tombstone (404). An acknowledged DELETE stays deleted.
@@ -46,13 +50,17 @@
 //!
 //! For every hero X and set S: **X is in S's leaves exactly when X's stored
 //! value puts it in S, unless the log holds an intent for X that touches S**
-//! (one of its `before` and `after` is in S and the other is not).
+//! (one of its `before` and `after` is in S and the other is not); and
+//! **where a leaf carries a value for X, it is X's stored value, unless the
+//! log holds an intent for X**.
 //!
 //! Each write keeps it: its swap turns the hero from `before` into `after`,
 //! so it changes membership only of the sets its intent touches, and the
-//! intent is logged before the swap. A list keeps to
-//! it by trusting the leaves except for ids with an intent touching its set,
-//! whose standing it reads from the hero itself. So a list is right at every
+//! intent is logged before the swap (every write logs one, so none changes a
+//! value a leaf carries unannounced). A list keeps to it by trusting the
+//! leaves except for ids with an intent touching its set (for the set of
+//! every hero: any intent), whose standing and value it reads from the hero
+//! itself. So a list is right at every
 //! moment, including after a host was killed between any two writes: an
 //! intent whose write never happened is resolved the same way (its hero is
 //! absent, or unchanged).
@@ -61,9 +69,9 @@
 //!
 //! Once [`FOLD_EVERY`] intents have gathered, the next write (holding a
 //! lease in the log, so one request at a time) folds them: it reads the
-//! heroes, writes each touched set's changed leaves under fresh keys, swaps
-//! each directory, then removes from the log the intents that are
-//! *finished*, and deletes tombstones no intent names any more. An intent is
+//! heroes, writes each touched set's changed leaves under fresh keys (with
+//! the values it read), swaps each directory, then removes from the log the
+//! intents that are *finished*, and deletes tombstones no intent names any more. An intent is
 //! finished when its hero stands where it said it would, or is deleted (for
 //! good: ids are never reused), or when it is older than [`GRACE_MS`], long
 //! after its writer gave up (a writer killed mid-way). A move between two
@@ -75,7 +83,12 @@
 //! stay. An intent logged after the fold read the log is never
 //! removed by it, so the invariant survives folds that race writes, and a
 //! fold killed half-way leaves intents that the next fold folds again
-//! (changing a set is idempotent). Leaves a directory no longer lists are
+//! (changing a set is idempotent). A value a fold writes into a leaf was
+//! read after the log: an intent finished by its writer's `done` mark (set
+//! after its swap, and seen in that log) was swapped before the value was
+//! read, and a write whose swap may come later keeps its intent, so the
+//! value a leaf carries is stale only while an intent names its hero.
+//! Leaves a directory no longer lists are
 //! deleted by the following fold of that set, so a list that read the old
 //! directory a moment ago still finds them.
 //!
@@ -84,16 +97,20 @@
 //! A list reads the log and its set's directory in one `get-many`, skips
 //! whole leaves by their counts up to `offset` (a leaf with pending intents
 //! in its id range is read, and those heroes resolved), reads the one or two
-//! leaves holding the page, then the page's heroes in one `get-many`: about
-//! `limit` values, plus the log and a directory (a few bytes per leaf of
-//! [`sets::LEAF_MAX`] heroes), whatever the store holds.
+//! leaves holding the page, then the heroes whose values no leaf carries in
+//! one `get-many` (a team's page; heroes indexed before leaves carried
+//! values): the log, a directory (a few bytes per leaf), one or two leaves
+//! and at most `limit` values, whatever the store holds. The list of every
+//! hero is a snapshot of the leaves as of the log it read, so it reads no
+//! hero on its page unless an intent names it.
 //!
 //! # A store without an index
 //!
 //! A store the previous version wrote (heroes, no log) is indexed by the
 //! first request that needs the index: it creates the log with an
-//! `indexing` lease, lists every key once, builds every set, then clears the
-//! lease. Writes meanwhile log their intents as usual, so a hero created,
+//! `indexing` lease, lists every key once, builds every set (then puts the
+//! heroes' values into the leaves of every hero, a leaf's worth at a time),
+//! then clears the lease. Writes meanwhile log their intents as usual, so a hero created,
 //! changed or deleted while the index is built is resolved from its intent;
 //! lists meanwhile read every hero, as the previous version did. A builder
 //! killed half-way leaves the lease to expire; the next request starts over.

@@ -1,19 +1,25 @@
 //! A set's directory and leaves: which leaf covers an id, reading leaves,
 //! and changing a set: the changed leaves rewritten under fresh keys, then
-//! one compare-and-swap of the directory commits the whole change.
+//! one compare-and-swap of the directory commits the whole change. The
+//! leaves of the set of every hero carry each hero's stored value beside its
+//! id, so that a list copies its page out of one or two leaves.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec::{
-    Directory, LeafRef, Lease, SetName, decode, decode_leaf, encode, encode_leaf, leaf_key,
+    Directory, Leaf, LeafRef, Lease, Member, SetName, decode, decode_leaf, encode, encode_leaf,
+    leaf_key,
 };
 use super::{MAX_ATTEMPTS, Registry, random_u64};
 use crate::error::ApiError;
 use crate::hero::HeroId;
 use crate::store::{KeyValue, Swapped, Watched};
 
-/// Most ids in one leaf (16 KiB); a fuller one is split.
+/// Most ids in one leaf (16 KiB of ids); a fuller one is split.
 pub const LEAF_MAX: usize = 1024;
+/// About the most bytes of values one leaf carries; a fuller one is split
+/// (a page of 100 heroes of the usual size spans one or two leaves).
+pub const LEAF_VALUE_BYTES: usize = 32 * 1024;
 /// A leaf left with fewer ids is merged with a neighbour.
 const LEAF_MIN: usize = LEAF_MAX / 8;
 
@@ -34,19 +40,29 @@ pub fn parse_directory(key: &str, bytes: Option<&[u8]>) -> Result<Directory, Api
     })
 }
 
-/// The ids of `leaves`, in their order; `None` if one is gone (retired by a
-/// change since its directory was read).
+/// What a change makes of one id of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Not a member.
+    Out,
+    /// A member, carrying this stored value in its leaf (or none: a list
+    /// reads the hero).
+    In(Option<&'a [u8]>),
+}
+
+/// `leaves`, in their order; `None` if one is gone (retired by a change
+/// since its directory was read).
 pub async fn read_leaves<S: KeyValue>(
     store: &S,
     leaves: &[LeafRef],
-) -> Result<Option<Vec<Vec<HeroId>>>, ApiError> {
+) -> Result<Option<Vec<Leaf>>, ApiError> {
     let keys: Vec<String> = leaves.iter().map(LeafRef::store_key).collect();
     let mut read = Vec::with_capacity(leaves.len());
     for (key, value) in keys.iter().zip(store.get_many(&keys).await?) {
         let Some(bytes) = value else {
             return Ok(None);
         };
-        read.push(decode_leaf(key, &bytes)?);
+        read.push(decode_leaf(key, bytes)?);
     }
     Ok(Some(read))
 }
@@ -59,12 +75,13 @@ struct Rewrite {
 }
 
 impl<S: KeyValue> Registry<'_, S> {
-    /// Makes each id's membership of `set` what `changes` says (`true`: a
-    /// member), committed by one swap of the directory while `lease` holds.
+    /// Makes each id's membership of `set`, and the value its leaf carries,
+    /// what `changes` says, committed by one swap of the directory while
+    /// `lease` holds.
     pub(super) async fn change_set(
         &self,
         set: SetName<'_>,
-        changes: &BTreeMap<HeroId, bool>,
+        changes: &BTreeMap<HeroId, Change<'_>>,
         lease: &Lease,
     ) -> Result<(), ApiError> {
         let key = set.key();
@@ -102,11 +119,11 @@ impl<S: KeyValue> Registry<'_, S> {
     }
 
     /// The directory with `changes` applied, and the leaves to write; `None`
-    /// if membership is already as `changes` says.
+    /// if the leaves already say what `changes` says.
     async fn rewrite(
         &self,
         dir: &Directory,
-        changes: &BTreeMap<HeroId, bool>,
+        changes: &BTreeMap<HeroId, Change<'_>>,
     ) -> Result<Option<Rewrite>, ApiError> {
         let runs = affected_runs(dir, changes);
         let refs: Vec<LeafRef> = runs.iter().flatten().map(|&i| dir.leaves[i]).collect();
@@ -121,22 +138,23 @@ impl<S: KeyValue> Registry<'_, S> {
             let first = run.first().copied().unwrap_or(0);
             let kept = dir.leaves.get(kept_from..first).unwrap_or_default();
             rewrite.dir.leaves.extend_from_slice(kept);
-            let mut ids: Vec<HeroId> = Vec::new();
-            for &i in run {
-                ids.extend(contents.next().expect("one content per leaf read"));
-                rewrite.dir.retired.push(dir.leaves[i].key);
-            }
+            let leaves: Vec<Leaf> = contents.by_ref().take(run.len()).collect();
+            let mut members: Vec<Member<'_>> = leaves.iter().flat_map(Leaf::members).collect();
+            rewrite
+                .dir
+                .retired
+                .extend(run.iter().map(|&i| dir.leaves[i].key));
             // Adjacent leaves hold ascending ranges, so this is a no-op
             // unless a leaf was written out of order.
-            if !ids.is_sorted() {
-                ids.sort_unstable();
-                ids.dedup();
+            if !members.is_sorted_by_key(|(id, _)| *id) {
+                members.sort_by_key(|(id, _)| *id);
+                members.dedup_by_key(|(id, _)| *id);
             }
             let covered = changes.iter().filter(|(id, _)| run_covers(dir, run, **id));
-            changed |= apply_changes(&mut ids, covered.map(|(&id, &member)| (id, member)));
+            changed |= apply_changes(&mut members, covered.map(|(&id, &change)| (id, change)));
             let low = dir.leaves.get(first).map_or([0; 16], |leaf| leaf.low);
-            for (ids, low) in chunks(&ids, low) {
-                rewrite.add_leaf(&ids, low);
+            for (members, low) in chunks(&members, low) {
+                rewrite.add_leaf(members, low);
             }
             kept_from = run.last().map_or(0, |last| last + 1);
         }
@@ -147,32 +165,38 @@ impl<S: KeyValue> Registry<'_, S> {
 }
 
 impl Rewrite {
-    /// Adds a leaf of `ids` under a fresh key.
-    fn add_leaf(&mut self, ids: &[HeroId], low: [u8; 16]) {
+    /// Adds a leaf of `members` under a fresh key.
+    fn add_leaf(&mut self, members: &[Member<'_>], low: [u8; 16]) {
         let key = random_u64();
-        self.written.push((leaf_key(key), encode_leaf(ids)));
-        let count = u32::try_from(ids.len()).expect("a leaf holds at most LEAF_MAX ids");
+        self.written.push((leaf_key(key), encode_leaf(members)));
+        let count = u32::try_from(members.len()).expect("a leaf holds at most LEAF_MAX ids");
         self.dir.leaves.push(LeafRef { key, low, count });
     }
 }
 
-/// Makes each id's membership of the sorted `ids` what `changes` (in id
-/// order) says (`true`: a member), keeping them sorted, in one merge;
-/// whether anything changed.
-fn apply_changes(ids: &mut Vec<HeroId>, changes: impl Iterator<Item = (HeroId, bool)>) -> bool {
-    let mut old = std::mem::take(ids).into_iter().peekable();
+/// Makes each id's membership of the sorted `members`, and the value it
+/// carries, what `changes` (in id order) says, keeping them sorted, in one
+/// merge; whether anything changed.
+fn apply_changes<'a>(
+    members: &mut Vec<Member<'a>>,
+    changes: impl Iterator<Item = (HeroId, Change<'a>)>,
+) -> bool {
+    let mut old = std::mem::take(members).into_iter().peekable();
     let mut changed = false;
-    for (id, member) in changes {
-        while let Some(before) = old.next_if(|old| *old < id) {
-            ids.push(before);
+    for (id, change) in changes {
+        while let Some(before) = old.next_if(|(old, _)| *old < id) {
+            members.push(before);
         }
-        let present = old.next_if_eq(&id).is_some();
-        if member {
-            ids.push(id);
+        let present = old.next_if(|(old, _)| *old == id);
+        match change {
+            Change::Out => changed |= present.is_some(),
+            Change::In(value) => {
+                changed |= present.is_none_or(|(_, was)| was != value);
+                members.push((id, value));
+            }
         }
-        changed |= present != member;
     }
-    ids.extend(old);
+    members.extend(old);
     changed
 }
 
@@ -185,17 +209,23 @@ fn run_covers(dir: &Directory, run: &[usize], id: HeroId) -> bool {
 /// Runs of adjacent leaves to rewrite: each leaf a change falls in, with a
 /// neighbour when it would be left small (so small leaves merge). For an
 /// empty set, one empty run if anything is added.
-fn affected_runs(dir: &Directory, changes: &BTreeMap<HeroId, bool>) -> Vec<Vec<usize>> {
+fn affected_runs(dir: &Directory, changes: &BTreeMap<HeroId, Change<'_>>) -> Vec<Vec<usize>> {
     if dir.leaves.is_empty() {
-        return if changes.values().any(|&member| member) {
+        return if changes
+            .values()
+            .any(|change| matches!(change, Change::In(_)))
+        {
             vec![Vec::new()]
         } else {
             Vec::new()
         };
     }
     let mut delta: BTreeMap<usize, i64> = BTreeMap::new();
-    for (&id, &member) in changes {
-        *delta.entry(leaf_of(dir, id)).or_default() += if member { 1 } else { -1 };
+    for (&id, change) in changes {
+        *delta.entry(leaf_of(dir, id)).or_default() += match change {
+            Change::In(_) => 1,
+            Change::Out => -1,
+        };
     }
     let mut chosen = BTreeSet::new();
     for (&i, &change) in &delta {
@@ -219,19 +249,41 @@ fn affected_runs(dir: &Directory, changes: &BTreeMap<HeroId, bool>) -> Vec<Vec<u
     runs
 }
 
-/// Splits sorted ids into leaves of at most [`LEAF_MAX`], evenly; the
-/// first keeps `low`, the others start at their first id.
-fn chunks(ids: &[HeroId], low: [u8; 16]) -> Vec<(Vec<HeroId>, [u8; 16])> {
-    if ids.is_empty() {
+/// Splits sorted members into leaves of at most [`LEAF_MAX`] ids and about
+/// [`LEAF_VALUE_BYTES`] of values, evenly; the first keeps `low`, the others
+/// start at their first id.
+fn chunks<'m, 'a>(members: &'m [Member<'a>], low: [u8; 16]) -> Vec<(&'m [Member<'a>], [u8; 16])> {
+    if members.is_empty() {
         return Vec::new();
     }
-    let parts = ids.len().div_ceil(LEAF_MAX);
-    let size = ids.len().div_ceil(parts);
-    ids.chunks(size)
+    let bytes: usize = members
+        .iter()
+        .map(|(_, value)| value.map_or(0, <[u8]>::len))
+        .sum();
+    let parts = members
+        .len()
+        .div_ceil(LEAF_MAX)
+        .max(bytes.div_ceil(LEAF_VALUE_BYTES));
+    // Each part but the last takes members until it holds its share of the
+    // ids or of the bytes.
+    let (id_share, byte_share) = (members.len().div_ceil(parts), bytes.div_ceil(parts));
+    let mut cuts = Vec::with_capacity(parts);
+    let (mut start, mut ids, mut held) = (0, 0, 0);
+    for (i, (_, value)) in members.iter().enumerate() {
+        ids += 1;
+        held += value.map_or(0, <[u8]>::len);
+        let full = ids >= id_share || (byte_share > 0 && held >= byte_share);
+        if full && cuts.len() + 1 < parts && i + 1 < members.len() {
+            cuts.push(&members[start..=i]);
+            (start, ids, held) = (i + 1, 0, 0);
+        }
+    }
+    cuts.push(&members[start..]);
+    cuts.into_iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let low = if i == 0 { low } else { chunk[0].to_bytes() };
-            (chunk.to_vec(), low)
+            let low = if i == 0 { low } else { chunk[0].0.to_bytes() };
+            (chunk, low)
         })
         .collect()
 }
@@ -247,37 +299,81 @@ mod tests {
         (0..n).map(|_| HeroId::generate(at)).collect()
     }
 
+    fn bare(ids: &[HeroId]) -> Vec<Member<'static>> {
+        ids.iter().map(|id| (*id, None)).collect()
+    }
+
     #[test]
     fn chunks_split_evenly_and_keep_the_first_low() {
-        let ids = ids(LEAF_MAX + 1);
+        let ids = bare(&ids(LEAF_MAX + 1));
         let parts = chunks(&ids, [0; 16]);
         assert_eq!(parts.len(), 2);
         assert_eq!((parts[0].0.len(), parts[1].0.len()), (513, 512));
         assert_eq!(parts[0].1, [0; 16]);
-        assert_eq!(parts[1].1, parts[1].0[0].to_bytes());
+        assert_eq!(parts[1].1, parts[1].0[0].0.to_bytes());
         assert!(chunks(&[], [0; 16]).is_empty());
+    }
+
+    #[test]
+    fn chunks_carrying_values_split_by_their_bytes_too() {
+        let value = [b'x'; 200];
+        let ids = ids(400);
+        let members: Vec<Member<'_>> = ids.iter().map(|id| (*id, Some(&value[..]))).collect();
+        // 80,000 bytes of values: three leaves of about 26,700 bytes.
+        let parts = chunks(&members, [0; 16]);
+        let sizes: Vec<usize> = parts.iter().map(|(part, _)| part.len()).collect();
+        assert_eq!(sizes, [134, 134, 132]);
+        assert_eq!(parts[1].1, ids[134].to_bytes());
+        assert_eq!(parts[2].1, ids[268].to_bytes());
+        let joined: Vec<Member<'_>> = parts.iter().flat_map(|(part, _)| part.to_vec()).collect();
+        assert_eq!(joined, members, "nothing lost, nothing reordered");
+        let few = &members[..100];
+        assert_eq!(chunks(few, [0; 16]).len(), 1, "20,000 bytes fit one leaf");
+        let one_big = [(ids[0], Some(&[b'y'; LEAF_VALUE_BYTES * 2][..]))];
+        assert_eq!(chunks(&one_big, [0; 16]).len(), 1, "an id is never split");
     }
 
     #[test]
     fn changes_merge_into_sorted_ids() {
         let ids = ids(6);
-        let mut members = vec![ids[1], ids[3], ids[4]];
+        let mut members = bare(&[ids[1], ids[3], ids[4]]);
         let changes = [
-            (ids[0], true),
-            (ids[3], false),
-            (ids[4], true),
-            (ids[5], true),
+            (ids[0], Change::In(None)),
+            (ids[3], Change::Out),
+            (ids[4], Change::In(None)),
+            (ids[5], Change::In(None)),
         ];
         assert!(apply_changes(&mut members, changes.into_iter()));
-        assert_eq!(members, [ids[0], ids[1], ids[4], ids[5]]);
-        let again = [(ids[0], true), (ids[2], false), (ids[4], true)];
+        assert_eq!(members, bare(&[ids[0], ids[1], ids[4], ids[5]]));
+        let again = [
+            (ids[0], Change::In(None)),
+            (ids[2], Change::Out),
+            (ids[4], Change::In(None)),
+        ];
         assert!(
             !apply_changes(&mut members, again.into_iter()),
             "already so"
         );
-        assert_eq!(members, [ids[0], ids[1], ids[4], ids[5]]);
-        assert!(apply_changes(&mut members, [(ids[5], false)].into_iter()));
-        assert_eq!(members, [ids[0], ids[1], ids[4]]);
+        assert_eq!(members, bare(&[ids[0], ids[1], ids[4], ids[5]]));
+        assert!(apply_changes(
+            &mut members,
+            [(ids[5], Change::Out)].into_iter()
+        ));
+        assert_eq!(members, bare(&[ids[0], ids[1], ids[4]]));
+    }
+
+    #[test]
+    fn a_change_of_value_alone_is_a_change() {
+        let ids = ids(2);
+        let mut members: Vec<Member<'_>> = vec![(ids[0], Some(b"old")), (ids[1], None)];
+        let same = [(ids[0], Change::In(Some(&b"old"[..])))];
+        assert!(!apply_changes(&mut members, same.into_iter()));
+        let new = [(ids[0], Change::In(Some(&b"new"[..])))];
+        assert!(apply_changes(&mut members, new.into_iter()));
+        assert_eq!(members, [(ids[0], Some(&b"new"[..])), (ids[1], None)]);
+        let dropped = [(ids[0], Change::In(None))];
+        assert!(apply_changes(&mut members, dropped.into_iter()));
+        assert_eq!(members, bare(&ids));
     }
 
     #[test]
@@ -310,9 +406,9 @@ mod tests {
             leaves: vec![leaf(ids[0], 500), leaf(ids[1], 10)],
             retired: Vec::new(),
         };
-        let removal = BTreeMap::from([(ids[1], false)]);
+        let removal = BTreeMap::from([(ids[1], Change::Out)]);
         assert_eq!(affected_runs(&dir, &removal), [vec![0, 1]]);
-        let addition = BTreeMap::from([(ids[0], true)]);
+        let addition = BTreeMap::from([(ids[0], Change::In(None))]);
         assert_eq!(affected_runs(&dir, &addition), [vec![0]]);
     }
 }

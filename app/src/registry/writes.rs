@@ -1,6 +1,5 @@
-//! POST, PUT and DELETE: each logs its intent when it may change a set's
-//! membership, then changes the hero with a compare-and-swap (see the
-//! module docs of [`super`]).
+//! POST, PUT and DELETE: each logs its intent, then changes the hero with a
+//! compare-and-swap (see the module docs of [`super`]).
 
 use crate::error::ApiError;
 use crate::hero::{Hero, HeroId, NewHero};
@@ -52,11 +51,11 @@ impl<S: KeyValue> Registry<'_, S> {
                 return Ok(None);
             };
             let hero = old.clone().replaced(input.clone());
-            if old.team != hero.team {
-                let before = Standing::Live(old.team);
-                self.log_once(&mut logged, id, before, Standing::Live(hero.team.clone()))
-                    .await?;
-            }
+            // Logged even when the team stays: the leaves of every hero
+            // carry its value, which this swap changes.
+            let before = Standing::Live(old.team);
+            self.log_once(&mut logged, id, before, Standing::Live(hero.team.clone()))
+                .await?;
             let value = encode(&hero);
             match self.store.swap(watched.handle, &value).await? {
                 Swapped::Done => {
