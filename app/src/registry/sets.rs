@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec::{
-    Directory, Leaf, LeafRef, Lease, Member, SetName, decode, decode_leaf, encode, encode_leaf,
-    leaf_key,
+    Directory, Leaf, LeafRef, Lease, Member, SetName, decode_directory, decode_leaf,
+    encode_directory, encode_leaf, leaf_key,
 };
 use super::{MAX_ATTEMPTS, Registry, random_u64};
 use crate::error::ApiError;
@@ -35,7 +35,7 @@ pub fn leaf_of(dir: &Directory, id: HeroId) -> usize {
 /// A directory as stored (`None`: an empty set).
 pub fn parse_directory(key: &str, bytes: Option<&[u8]>) -> Result<Directory, ApiError> {
     Ok(match bytes {
-        Some(bytes) => decode(key, bytes)?,
+        Some(bytes) => decode_directory(key, bytes)?,
         None => Directory::default(),
     })
 }
@@ -99,7 +99,7 @@ impl<S: KeyValue> Registry<'_, S> {
             }
             match self
                 .store
-                .swap(watched.handle, &encode(&rewrite.dir))
+                .swap(watched.handle, &encode_directory(&rewrite.dir))
                 .await?
             {
                 Swapped::Done => {
@@ -153,7 +153,13 @@ impl<S: KeyValue> Registry<'_, S> {
             let covered = changes.iter().filter(|(id, _)| run_covers(dir, run, **id));
             changed |= apply_changes(&mut members, covered.map(|(&id, &change)| (id, change)));
             let low = dir.leaves.get(first).map_or([0; 16], |leaf| leaf.low);
-            for (members, low) in chunks(&members, low) {
+            // New ids (ULIDs, in creation order) arrive at the end of a set.
+            let split = if run.last().is_none_or(|&last| last + 1 == dir.leaves.len()) {
+                Split::FillFirst
+            } else {
+                Split::Even
+            };
+            for (members, low) in chunks(&members, low, split) {
                 rewrite.add_leaf(members, low);
             }
             kept_from = run.last().map_or(0, |last| last + 1);
@@ -230,8 +236,10 @@ fn affected_runs(dir: &Directory, changes: &BTreeMap<HeroId, Change<'_>>) -> Vec
     let mut chosen = BTreeSet::new();
     for (&i, &change) in &delta {
         chosen.insert(i);
+        // Only a leaf that shrank: one left small at the end of its set by
+        // a split fills up as heroes join it.
         let estimate = i64::from(dir.leaves[i].count) + change;
-        if estimate < LEAF_MIN as i64 && dir.leaves.len() > 1 {
+        if change < 0 && estimate < LEAF_MIN as i64 && dir.leaves.len() > 1 {
             chosen.insert(if i + 1 < dir.leaves.len() {
                 i + 1
             } else {
@@ -249,10 +257,26 @@ fn affected_runs(dir: &Directory, changes: &BTreeMap<HeroId, Change<'_>>) -> Vec
     runs
 }
 
+/// How a run of leaves that outgrew one is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Evenly, leaving room in each: a run inside the set, where a moved
+    /// hero may join any leaf.
+    Even,
+    /// Full leaves first, the rest in the last: the run at the end of a set,
+    /// where new heroes join, so the leaves before it stay full (and a set's
+    /// directory lists half as many).
+    FillFirst,
+}
+
 /// Splits sorted members into leaves of at most [`LEAF_MAX`] ids and about
-/// [`LEAF_VALUE_BYTES`] of values, evenly; the first keeps `low`, the others
-/// start at their first id.
-fn chunks<'m, 'a>(members: &'m [Member<'a>], low: [u8; 16]) -> Vec<(&'m [Member<'a>], [u8; 16])> {
+/// [`LEAF_VALUE_BYTES`] of values, as `split` says; the first keeps `low`,
+/// the others start at their first id.
+fn chunks<'m, 'a>(
+    members: &'m [Member<'a>],
+    low: [u8; 16],
+    split: Split,
+) -> Vec<(&'m [Member<'a>], [u8; 16])> {
     if members.is_empty() {
         return Vec::new();
     }
@@ -264,16 +288,23 @@ fn chunks<'m, 'a>(members: &'m [Member<'a>], low: [u8; 16]) -> Vec<(&'m [Member<
         .len()
         .div_ceil(LEAF_MAX)
         .max(bytes.div_ceil(LEAF_VALUE_BYTES));
-    // Each part but the last takes members until it holds its share of the
+    // Each leaf but the last takes members until it holds its share of the
     // ids or of the bytes.
-    let (id_share, byte_share) = (members.len().div_ceil(parts), bytes.div_ceil(parts));
+    let (id_share, byte_share, most_cuts) = match split {
+        Split::Even => (
+            members.len().div_ceil(parts),
+            bytes.div_ceil(parts),
+            parts - 1,
+        ),
+        Split::FillFirst => (LEAF_MAX, LEAF_VALUE_BYTES, usize::MAX),
+    };
     let mut cuts = Vec::with_capacity(parts);
     let (mut start, mut ids, mut held) = (0, 0, 0);
     for (i, (_, value)) in members.iter().enumerate() {
         ids += 1;
         held += value.map_or(0, <[u8]>::len);
         let full = ids >= id_share || (byte_share > 0 && held >= byte_share);
-        if full && cuts.len() + 1 < parts && i + 1 < members.len() {
+        if full && cuts.len() < most_cuts && i + 1 < members.len() {
             cuts.push(&members[start..=i]);
             (start, ids, held) = (i + 1, 0, 0);
         }
@@ -306,12 +337,15 @@ mod tests {
     #[test]
     fn chunks_split_evenly_and_keep_the_first_low() {
         let ids = bare(&ids(LEAF_MAX + 1));
-        let parts = chunks(&ids, [0; 16]);
+        let parts = chunks(&ids, [0; 16], Split::Even);
         assert_eq!(parts.len(), 2);
         assert_eq!((parts[0].0.len(), parts[1].0.len()), (513, 512));
         assert_eq!(parts[0].1, [0; 16]);
         assert_eq!(parts[1].1, parts[1].0[0].0.to_bytes());
-        assert!(chunks(&[], [0; 16]).is_empty());
+        assert!(chunks(&[], [0; 16], Split::Even).is_empty());
+        let filled = chunks(&ids, [0; 16], Split::FillFirst);
+        assert_eq!((filled[0].0.len(), filled[1].0.len()), (1024, 1));
+        assert_eq!(filled[1].1, ids[1024].0.to_bytes());
     }
 
     #[test]
@@ -320,7 +354,7 @@ mod tests {
         let ids = ids(400);
         let members: Vec<Member<'_>> = ids.iter().map(|id| (*id, Some(&value[..]))).collect();
         // 80,000 bytes of values: three leaves of about 26,700 bytes.
-        let parts = chunks(&members, [0; 16]);
+        let parts = chunks(&members, [0; 16], Split::Even);
         let sizes: Vec<usize> = parts.iter().map(|(part, _)| part.len()).collect();
         assert_eq!(sizes, [134, 134, 132]);
         assert_eq!(parts[1].1, ids[134].to_bytes());
@@ -328,9 +362,24 @@ mod tests {
         let joined: Vec<Member<'_>> = parts.iter().flat_map(|(part, _)| part.to_vec()).collect();
         assert_eq!(joined, members, "nothing lost, nothing reordered");
         let few = &members[..100];
-        assert_eq!(chunks(few, [0; 16]).len(), 1, "20,000 bytes fit one leaf");
+        assert_eq!(
+            chunks(few, [0; 16], Split::Even).len(),
+            1,
+            "20,000 bytes fit one leaf"
+        );
+        // Filled first: 164 values reach 32 KiB; 400 make two full leaves.
+        let filled = chunks(&members, [0; 16], Split::FillFirst);
+        let sizes: Vec<usize> = filled.iter().map(|(part, _)| part.len()).collect();
+        assert_eq!(sizes, [164, 164, 72]);
+        assert_eq!(chunks(few, [0; 16], Split::FillFirst).len(), 1);
         let one_big = [(ids[0], Some(&[b'y'; LEAF_VALUE_BYTES * 2][..]))];
-        assert_eq!(chunks(&one_big, [0; 16]).len(), 1, "an id is never split");
+        for split in [Split::Even, Split::FillFirst] {
+            assert_eq!(
+                chunks(&one_big, [0; 16], split).len(),
+                1,
+                "an id is never split"
+            );
+        }
     }
 
     #[test]
@@ -410,5 +459,11 @@ mod tests {
         assert_eq!(affected_runs(&dir, &removal), [vec![0, 1]]);
         let addition = BTreeMap::from([(ids[0], Change::In(None))]);
         assert_eq!(affected_runs(&dir, &addition), [vec![0]]);
+        let growing = BTreeMap::from([(ids[1], Change::In(None))]);
+        assert_eq!(
+            affected_runs(&dir, &growing),
+            [vec![1]],
+            "a small leaf that grows fills up by itself"
+        );
     }
 }

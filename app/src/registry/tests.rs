@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::executor::block_on;
 use serde_json::Value;
 
-use super::codec::{LOG_KEY, Log, decode, decode_log, encode_first_format, encode_log};
+use super::codec::{LOG_KEY, Log, decode_log, encode_first_format, encode_log};
 use super::{FOLD_EVERY, GRACE_MS, Page, Registry, TOMBSTONE};
 use crate::error::ApiError;
 use crate::hero::{Hero, HeroId, NewHero};
@@ -157,7 +157,7 @@ fn pages_come_in_creation_order_across_leaves_and_teams() {
         "folds keep the log short"
     );
     let dir = store.map.borrow()["heroes:all"].clone();
-    let dir: super::codec::Directory = decode("heroes:all", &dir).unwrap();
+    let dir = super::codec::decode_directory("heroes:all", &dir).unwrap();
     assert!(dir.leaves.len() >= 3, "the set spans leaves: {dir:?}");
 }
 
