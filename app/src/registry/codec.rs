@@ -181,6 +181,11 @@ pub struct LeafRef {
     pub low: [u8; ID_BYTES],
     /// Ids in the leaf.
     pub count: u32,
+    /// Whether the leaf carries every one of its heroes' values (not in a
+    /// directory of [`FORMAT`]: the version that wrote those wrote leaves
+    /// of ids alone).
+    #[serde(skip)]
+    pub carries_values: bool,
 }
 
 impl LeafRef {
@@ -206,14 +211,15 @@ pub struct Directory {
 }
 
 /// First byte of a directory as this version writes it: the number of
-/// leaves (4 bytes), each leaf in [`LEAF_REF_BYTES`] (key, low, count; fixed
-/// width, little-endian), then the retired keys (8 bytes each) to the end.
+/// leaves (4 bytes), each leaf in [`LEAF_REF_BYTES`] (key, low, count,
+/// whether it carries values; fixed width, little-endian), then the retired
+/// keys (8 bytes each) to the end.
 /// A directory of [`FORMAT`] (postcard) is still read; a set of 100,000
 /// heroes has about 500 leaves, which postcard decoded byte by byte on every
 /// list.
 const DIRECTORY_FORMAT: u8 = 2;
 /// Bytes of one leaf in a directory of [`DIRECTORY_FORMAT`].
-const LEAF_REF_BYTES: usize = 8 + ID_BYTES + 4;
+const LEAF_REF_BYTES: usize = 8 + ID_BYTES + 4 + 1;
 
 /// A directory's stored bytes.
 pub fn encode_directory(dir: &Directory) -> Vec<u8> {
@@ -226,6 +232,7 @@ pub fn encode_directory(dir: &Directory) -> Vec<u8> {
         bytes.extend_from_slice(&leaf.key.to_le_bytes());
         bytes.extend_from_slice(&leaf.low);
         bytes.extend_from_slice(&leaf.count.to_le_bytes());
+        bytes.push(u8::from(leaf.carries_values));
     }
     for key in &dir.retired {
         bytes.extend_from_slice(&key.to_le_bytes());
@@ -251,10 +258,14 @@ pub fn decode_directory(key: &str, bytes: &[u8]) -> Result<Directory, StoreError
     Ok(Directory {
         leaves: leaves
             .chunks_exact(LEAF_REF_BYTES)
-            .map(|leaf| LeafRef {
-                key: le_u64(&leaf[..8]),
-                low: leaf[8..8 + ID_BYTES].try_into().expect("16 bytes"),
-                count: u32::from_le_bytes(leaf[8 + ID_BYTES..].try_into().expect("4 bytes")),
+            .map(|leaf| {
+                let (count, flags) = leaf[8 + ID_BYTES..].split_at(4);
+                LeafRef {
+                    key: le_u64(&leaf[..8]),
+                    low: leaf[8..8 + ID_BYTES].try_into().expect("16 bytes"),
+                    count: u32::from_le_bytes(count.try_into().expect("4 bytes")),
+                    carries_values: flags[0] == 1,
+                }
             })
             .collect(),
         retired: retired.chunks_exact(8).map(le_u64).collect(),
@@ -569,11 +580,13 @@ mod tests {
                     key: 0x0123_4567_89ab_cdef,
                     low: [0; 16],
                     count: 7,
+                    carries_values: true,
                 },
                 LeafRef {
                     key: u64::MAX,
                     low: [0xa5; 16],
                     count: 1024,
+                    carries_values: false,
                 },
             ],
             retired: vec![1, u64::MAX - 1],
@@ -584,7 +597,13 @@ mod tests {
         assert_eq!(decode_directory("d", &bytes).unwrap(), dir);
         let first = encode(&dir);
         assert_eq!(first[0], FORMAT, "as the first indexing version wrote it");
-        assert_eq!(decode_directory("d", &first).unwrap(), dir);
+        let mut bare = dir.clone();
+        bare.leaves[0].carries_values = false;
+        assert_eq!(
+            decode_directory("d", &first).unwrap(),
+            bare,
+            "leaves of that version carry no values"
+        );
         let empty = encode_directory(&Directory::default());
         assert_eq!(decode_directory("d", &empty).unwrap(), Directory::default());
         for cut in 0..bytes.len() {

@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::codec::{Intent, Lease, Log, LogHead, SetName, Standing};
+use super::codec::{Directory, Intent, Leaf, LeafRef, Lease, Log, LogHead, SetName, Standing};
 use super::list::Found;
-use super::sets::Change;
+use super::sets::{Change, parse_directory, read_leaves};
 use super::{FOLD_EVERY, GRACE_MS, Registry};
 use crate::error::ApiError;
 use crate::hero::HeroId;
@@ -77,9 +77,14 @@ impl<S: KeyValue> Registry<'_, S> {
         for ((id, key), value) in ids.iter().zip(&keys).zip(self.store.get_many(&keys).await?) {
             found.insert(*id, Found::parse(key, value)?);
         }
+        let mut every_hero = None;
         for (set, changes) in set_changes(log, &found) {
-            self.change_set(set, &changes, lease).await?;
+            let dir = self.change_set(set, &changes, lease).await?;
+            if set == SetName::All {
+                every_hero = Some(dir);
+            }
         }
+        self.carry_bare_leaves(every_hero, lease).await?;
         let now = self.now_ms();
         let done: HashSet<u64> = log
             .intents
@@ -97,6 +102,48 @@ impl<S: KeyValue> Registry<'_, S> {
             .collect();
         self.store.delete_many(&buried).await?;
         Ok(())
+    }
+}
+
+/// Leaves of every hero's set without their heroes' values (an index the
+/// version before leaves carried them wrote) that one fold fills in.
+pub const BARE_LEAVES_PER_FOLD: usize = 2;
+
+impl<S: KeyValue> Registry<'_, S> {
+    /// Fills in the heroes' values of the first few leaves of every hero's
+    /// set that lack them (`dir` is its directory, if the fold just had it),
+    /// so a store indexed by an earlier version comes to copy its pages out
+    /// of its leaves, [`BARE_LEAVES_PER_FOLD`] leaves a fold. It runs under
+    /// the fold lease after the fold read the log, so a hero written since
+    /// keeps its intent in the log, which this fold does not remove.
+    async fn carry_bare_leaves(
+        &self,
+        dir: Option<Directory>,
+        lease: &Lease,
+    ) -> Result<(), ApiError> {
+        let dir = match dir {
+            Some(dir) => dir,
+            None => {
+                let key = SetName::All.key();
+                parse_directory(&key, self.store.get(&key).await?.as_deref())?
+            }
+        };
+        let bare: Vec<LeafRef> = dir
+            .leaves
+            .iter()
+            .filter(|leaf| !leaf.carries_values)
+            .take(BARE_LEAVES_PER_FOLD)
+            .copied()
+            .collect();
+        if bare.is_empty() {
+            return Ok(());
+        }
+        // A leaf retired since is left to the next fold.
+        let Some(leaves) = read_leaves(self.store, &bare).await? else {
+            return Ok(());
+        };
+        let ids: Vec<HeroId> = leaves.iter().flat_map(Leaf::ids).collect();
+        self.carry_values(&ids, lease).await
     }
 }
 

@@ -88,15 +88,17 @@ impl<S: KeyValue> Registry<'_, S> {
         let mut changes: BTreeMap<HeroId, Change<'_>> =
             current.into_iter().map(|id| (id, Change::Out)).collect();
         changes.extend(ids.iter().map(|id| (*id, Change::In(None))));
-        self.change_set(set, &changes, lease).await
+        self.change_set(set, &changes, lease).await?;
+        Ok(())
     }
 
     /// Puts the stored values of `ids` into the leaves of every hero, a
     /// leaf's worth at a time (so a store of any size is indexed in bounded
-    /// memory). A hero changed since is named by its write's intent, which
-    /// lists resolve and the next fold settles; one deleted since is left as
-    /// it is, for the same reason.
-    async fn carry_values(&self, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
+    /// memory), while `lease` (indexing or fold) holds. A hero changed since
+    /// the log was read is named by its write's intent, which lists resolve
+    /// and the next fold settles; one deleted since is left as it is, for
+    /// the same reason.
+    pub(super) async fn carry_values(&self, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
         for batch in ids.chunks(LEAF_MAX) {
             let keys: Vec<String> = batch.iter().map(HeroId::key).collect();
             let values = self.store.get_many(&keys).await?;

@@ -115,6 +115,14 @@
 //! lists meanwhile read every hero, as the previous version did. A builder
 //! killed half-way leaves the lease to expire; the next request starts over.
 //!
+//! An index whose leaves carry no values (written by the version before
+//! leaves carried them; its directory says so) serves lists as that version
+//! did, reading the page's heroes, and each fold fills in the values of
+//! [`fold::BARE_LEAVES_PER_FOLD`] such leaves of every hero's set, reading
+//! their heroes after the fold read the log (so a hero written since keeps
+//! its intent): an upgraded store comes to copy its pages out of its leaves
+//! a few leaves every [`FOLD_EVERY`] writes.
+//!
 //! # Assumptions
 //!
 //! Clocks of replicas agree within a minute or so ([`GRACE_MS`] minus

@@ -77,19 +77,19 @@ struct Rewrite {
 impl<S: KeyValue> Registry<'_, S> {
     /// Makes each id's membership of `set`, and the value its leaf carries,
     /// what `changes` says, committed by one swap of the directory while
-    /// `lease` holds.
+    /// `lease` holds. Returns the directory as it stands afterwards.
     pub(super) async fn change_set(
         &self,
         set: SetName<'_>,
         changes: &BTreeMap<HeroId, Change<'_>>,
         lease: &Lease,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Directory, ApiError> {
         let key = set.key();
         let mut watched: Watched<S::Swap> = self.store.watch(&key).await?;
         for _ in 0..MAX_ATTEMPTS {
             let dir = parse_directory(&key, watched.current.as_deref())?;
             let Some(rewrite) = self.rewrite(&dir, changes).await? else {
-                return Ok(());
+                return Ok(dir);
             };
             self.store.set_many(&rewrite.written).await?;
             let written: Vec<String> = rewrite.written.into_iter().map(|(k, _)| k).collect();
@@ -105,7 +105,7 @@ impl<S: KeyValue> Registry<'_, S> {
                 Swapped::Done => {
                     let retired: Vec<String> = dir.retired.iter().map(|k| leaf_key(*k)).collect();
                     self.store.delete_many(&retired).await?;
-                    return Ok(());
+                    return Ok(rewrite.dir);
                 }
                 Swapped::Conflict(next) => {
                     self.store.delete_many(&written).await?;
@@ -176,7 +176,12 @@ impl Rewrite {
         let key = random_u64();
         self.written.push((leaf_key(key), encode_leaf(members)));
         let count = u32::try_from(members.len()).expect("a leaf holds at most LEAF_MAX ids");
-        self.dir.leaves.push(LeafRef { key, low, count });
+        self.dir.leaves.push(LeafRef {
+            key,
+            low,
+            count,
+            carries_values: members.iter().all(|(_, value)| value.is_some()),
+        });
     }
 }
 
@@ -432,6 +437,7 @@ mod tests {
             key: 0,
             low: low.to_bytes(),
             count: 1,
+            carries_values: false,
         };
         let dir = Directory {
             leaves: vec![leaf(ids[1]), leaf(ids[2])],
@@ -450,6 +456,7 @@ mod tests {
             key: 0,
             low: low.to_bytes(),
             count,
+            carries_values: false,
         };
         let dir = Directory {
             leaves: vec![leaf(ids[0], 500), leaf(ids[1], 10)],

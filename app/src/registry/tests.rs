@@ -353,6 +353,66 @@ fn renames_show_at_once_and_after_folding() {
 }
 
 #[test]
+fn an_index_whose_leaves_carry_no_values_comes_to_carry_them_a_few_leaves_a_fold() {
+    use super::codec::{decode_directory, decode_leaf, encode, encode_leaf};
+    use super::fold::BARE_LEAVES_PER_FOLD;
+
+    let (store, clock) = (MemoryStore::default(), TestClock::new());
+    for i in 0..3_000 {
+        with(&store, &clock, async |r| {
+            r.create(hero(&format!("h{i}"), Some("T"))).await.unwrap()
+        });
+    }
+    // As the version before values wrote it: leaves of ids alone, and the
+    // directory in postcard.
+    let bare_leaves = |store: &MemoryStore| {
+        let map = store.map.borrow();
+        let dir = decode_directory("heroes:all", &map["heroes:all"]).unwrap();
+        dir.leaves
+            .iter()
+            .filter(|leaf| !leaf.carries_values)
+            .count()
+    };
+    {
+        let mut map = store.map.borrow_mut();
+        let dir = decode_directory("heroes:all", &map["heroes:all"]).unwrap();
+        for leaf in &dir.leaves {
+            let key = leaf.store_key();
+            let read = decode_leaf(&key, map[&key].clone()).unwrap();
+            let ids: Vec<_> = read.ids().map(|id| (id, None)).collect();
+            map.insert(key, encode_leaf(&ids));
+        }
+        map.insert("heroes:all".into(), encode(&dir));
+    }
+    let leaves = bare_leaves(&store);
+    assert!(leaves > 2 * BARE_LEAVES_PER_FOLD, "{leaves} leaves");
+    assert_lists_are_right(&store, &clock, 211);
+    let page = Page {
+        limit: 100,
+        offset: 1_500,
+        team: None,
+    };
+    store.values_read.set(0);
+    with(&store, &clock, async |r| r.list(&page).await.unwrap());
+    assert!(store.values_read.get() > 100, "the heroes are read");
+    for folds in 1..=leaves.div_ceil(BARE_LEAVES_PER_FOLD) {
+        with(&store, &clock, async |r| r.fold().await.unwrap());
+        let left = leaves.saturating_sub(folds * BARE_LEAVES_PER_FOLD);
+        assert_eq!(bare_leaves(&store), left, "after {folds} folds");
+        assert_lists_are_right(&store, &clock, 211);
+    }
+    for offset in [0, 1_500, 2_950] {
+        store.values_read.set(0);
+        let page = Page { offset, ..page };
+        with(&store, &clock, async |r| r.list(&page).await.unwrap());
+        assert!(
+            store.values_read.get() <= 4,
+            "offset {offset}: the leaves carry them"
+        );
+    }
+}
+
+#[test]
 fn a_store_without_an_index_is_indexed_once_on_first_use() {
     let (store, clock) = (MemoryStore::default(), TestClock::new());
     // As the previous version wrote them: hero keys only.
