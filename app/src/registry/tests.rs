@@ -136,6 +136,31 @@ pub fn assert_lists_are_right(store: &MemoryStore, clock: &TestClock, step: usiz
     }
 }
 
+/// Creates `count` heroes named `h0`, `h1`, … in `team`; their ids.
+fn create_heroes(
+    store: &MemoryStore,
+    clock: &TestClock,
+    count: u32,
+    team: Option<&str>,
+) -> Vec<HeroId> {
+    (0..count)
+        .map(|i| {
+            let created = with(store, clock, async |r| {
+                r.create(hero(&format!("h{i}"), team)).await.unwrap()
+            });
+            created.0
+        })
+        .collect()
+}
+
+/// How many values a list of `page` reads.
+fn values_a_list_reads(store: &MemoryStore, clock: &TestClock, page: &Page<'_>) -> usize {
+    store.values_read.set(0);
+    let body = with(store, clock, async |r| r.list(page).await.unwrap());
+    assert_eq!(ids_of(&body).len(), page.limit, "a full page");
+    store.values_read.get()
+}
+
 pub fn log_of(store: &MemoryStore) -> Log {
     decode_log(&store.map.borrow()[LOG_KEY]).unwrap()
 }
@@ -248,13 +273,7 @@ fn a_list_reads_its_page_whatever_the_store_holds() {
 #[test]
 fn deletes_and_team_changes_show_at_once_and_after_folding() {
     let (store, clock) = (MemoryStore::default(), TestClock::new());
-    let mut ids = Vec::new();
-    for i in 0..(3 * FOLD_EVERY) {
-        let (id, _) = with(&store, &clock, async |r| {
-            r.create(hero(&format!("h{i}"), Some("A"))).await.unwrap()
-        });
-        ids.push(id);
-    }
+    let ids = create_heroes(&store, &clock, 3 * FOLD_EVERY, Some("A"));
     assert_lists_are_right(&store, &clock, 10);
     for (n, id) in ids.iter().enumerate().step_by(3) {
         with(&store, &clock, async |r| {
@@ -289,25 +308,18 @@ fn deletes_and_team_changes_show_at_once_and_after_folding() {
 #[test]
 fn a_list_of_every_hero_copies_its_page_out_of_the_leaves() {
     let (store, clock) = (MemoryStore::default(), TestClock::new());
-    for i in 0..1_000 {
-        with(&store, &clock, async |r| {
-            r.create(hero(&format!("h{i}"), Some("T"))).await.unwrap()
-        });
-    }
+    create_heroes(&store, &clock, 1_000, Some("T"));
     let team_most = 104 + FOLD_EVERY as usize;
     for (offset, team, most) in [(0, None, 4), (450, None, 4), (0, Some("T"), team_most)] {
-        store.values_read.set(0);
         let page = Page {
             limit: 100,
             offset,
             team,
         };
-        let body = with(&store, &clock, async |r| r.list(&page).await.unwrap());
-        assert_eq!(ids_of(&body).len(), 100);
         // The log and the directory, then one or two leaves; a team's
         // leaves carry ids alone, so its list reads its page's heroes too,
         // and those of pending intents in its one leaf.
-        let read = store.values_read.get();
+        let read = values_a_list_reads(&store, &clock, &page);
         assert!(read <= most, "{offset} {team:?}: {read} values read");
     }
     assert_lists_are_right(&store, &clock, 97);
@@ -316,13 +328,7 @@ fn a_list_of_every_hero_copies_its_page_out_of_the_leaves() {
 #[test]
 fn renames_show_at_once_and_after_folding() {
     let (store, clock) = (MemoryStore::default(), TestClock::new());
-    let mut ids = Vec::new();
-    for i in 0..(3 * FOLD_EVERY) {
-        let (id, _) = with(&store, &clock, async |r| {
-            r.create(hero(&format!("h{i}"), Some("A"))).await.unwrap()
-        });
-        ids.push(id);
-    }
+    let ids = create_heroes(&store, &clock, 3 * FOLD_EVERY, Some("A"));
     with(&store, &clock, async |r| r.fold().await.unwrap());
     for (n, id) in ids.iter().enumerate().step_by(2) {
         let team = if n % 4 == 0 { Some("A") } else { None };
@@ -339,17 +345,13 @@ fn renames_show_at_once_and_after_folding() {
     }
     assert!(log_of(&store).intents.is_empty(), "every intent finished");
     assert_lists_are_right(&store, &clock, 9);
-    store.values_read.set(0);
     let page = Page {
         limit: 3 * FOLD_EVERY as usize,
         offset: 0,
         team: None,
     };
-    with(&store, &clock, async |r| r.list(&page).await.unwrap());
-    assert!(
-        store.values_read.get() <= 4,
-        "the leaves carry the new names"
-    );
+    let read = values_a_list_reads(&store, &clock, &page);
+    assert!(read <= 4, "the leaves carry the new names: {read} read");
 }
 
 #[test]
@@ -358,11 +360,7 @@ fn an_index_whose_leaves_carry_no_values_comes_to_carry_them_a_few_leaves_a_fold
     use super::fold::BARE_LEAVES_PER_FOLD;
 
     let (store, clock) = (MemoryStore::default(), TestClock::new());
-    for i in 0..3_000 {
-        with(&store, &clock, async |r| {
-            r.create(hero(&format!("h{i}"), Some("T"))).await.unwrap()
-        });
-    }
+    create_heroes(&store, &clock, 3_000, Some("T"));
     // As the version before values wrote it: leaves of ids alone, and the
     // directory in postcard.
     let bare_leaves = |store: &MemoryStore| {
@@ -392,22 +390,19 @@ fn an_index_whose_leaves_carry_no_values_comes_to_carry_them_a_few_leaves_a_fold
         offset: 1_500,
         team: None,
     };
-    store.values_read.set(0);
-    with(&store, &clock, async |r| r.list(&page).await.unwrap());
-    assert!(store.values_read.get() > 100, "the heroes are read");
+    let read = values_a_list_reads(&store, &clock, &page);
+    assert!(read > 100, "the heroes are read: {read}");
     for folds in 1..=leaves.div_ceil(BARE_LEAVES_PER_FOLD) {
         with(&store, &clock, async |r| r.fold().await.unwrap());
         let left = leaves.saturating_sub(folds * BARE_LEAVES_PER_FOLD);
         assert_eq!(bare_leaves(&store), left, "after {folds} folds");
         assert_lists_are_right(&store, &clock, 211);
     }
-    for offset in [0, 1_500, 2_950] {
-        store.values_read.set(0);
-        let page = Page { offset, ..page };
-        with(&store, &clock, async |r| r.list(&page).await.unwrap());
+    for offset in [0, 1_500, 2_900] {
+        let read = values_a_list_reads(&store, &clock, &Page { offset, ..page });
         assert!(
-            store.values_read.get() <= 4,
-            "offset {offset}: the leaves carry them"
+            read <= 4,
+            "offset {offset}: the leaves carry them: {read} read"
         );
     }
 }
@@ -432,9 +427,8 @@ fn a_store_without_an_index_is_indexed_once_on_first_use() {
     assert_lists_are_right(&store, &clock, 400);
     // The next list reads the log, the directory and the leaves of its
     // page, which carry the heroes' values.
-    store.values_read.set(0);
-    with(&store, &clock, async |r| r.list(&page).await.unwrap());
-    assert!(store.values_read.get() < 20, "{}", store.values_read.get());
+    let read = values_a_list_reads(&store, &clock, &page);
+    assert!(read < 20, "{read} values read");
 }
 
 #[test]
