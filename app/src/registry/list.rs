@@ -1,6 +1,7 @@
 //! A page of a set: the leaves skipped by their counts, the page's leaves
 //! read, ids with pending intents resolved from their heroes, then the
-//! page's heroes read in one `get-many` (see the module docs of
+//! page copied out of the leaves that carry its heroes' values, and the
+//! heroes no leaf carries read in one `get-many` (see the module docs of
 //! [`super`]).
 
 use std::collections::BTreeMap;
