@@ -147,18 +147,19 @@ impl<S: KeyValue> Registry<'_, S> {
                     None => return Ok(None),
                 }
             }
-            let read = leaf.and(leaves.last());
-            let stored = read.map(|leaf| leaf.ids().enumerate());
-            let mut members: Vec<Chosen> = stored
-                .into_iter()
-                .flatten()
-                .map(|(at, id)| Chosen {
-                    id,
-                    stored: read
-                        .and_then(|leaf| leaf.value(at))
-                        .map(|_| (leaves.len() - 1, at)),
-                })
-                .collect();
+            let mut members: Vec<Chosen> = match leaf.and(leaves.last()) {
+                Some(read) => {
+                    let this = leaves.len() - 1;
+                    let stored = |at| read.value(at).map(|_| (this, at));
+                    let ids = read.ids().enumerate();
+                    ids.map(|(at, id)| Chosen {
+                        id,
+                        stored: stored(at),
+                    })
+                    .collect()
+                }
+                None => Vec::new(),
+            };
             if !pending.is_empty() {
                 self.resolve(pending, &mut resolved).await?;
                 members.retain(|member| !pending.contains(&member.id));
