@@ -66,6 +66,12 @@ impl<'a> SetName<'a> {
         all.into_iter().chain(team)
     }
 
+    /// Whether this set's leaves carry their heroes' stored values beside
+    /// their ids (only the set of every hero: a team's carry ids alone).
+    pub fn carries_values(self) -> bool {
+        self == SetName::All
+    }
+
     /// The key of this set's directory. A team name is hex-encoded: any
     /// string is a valid, distinct key.
     pub fn key(self) -> String {
@@ -457,13 +463,12 @@ pub fn decode_leaf(key: &str, bytes: Vec<u8>) -> Result<Leaf, StoreError> {
         let chunk = bytes.get(at..at + ID_BYTES)?;
         Some(HeroId::from_bytes(chunk.try_into().ok()?))
     };
-    let entries = match bytes.first() {
-        Some(&FORMAT) if (bytes.len() - 1).is_multiple_of(ID_BYTES) => (1..bytes.len())
-            .step_by(ID_BYTES)
-            .map(|at| id_at(at).map(|id| (id, None)))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(corrupt)?,
-        Some(&LEAF_WITH_VALUES) => {
+    let entries = match bytes.split_first() {
+        Some((&FORMAT, ids)) if ids.len().is_multiple_of(ID_BYTES) => ids
+            .chunks_exact(ID_BYTES)
+            .map(|id| (HeroId::from_bytes(id.try_into().expect("16 bytes")), None))
+            .collect(),
+        Some((&LEAF_WITH_VALUES, _)) => {
             let mut entries = Vec::new();
             let mut at = 1;
             while at < bytes.len() {

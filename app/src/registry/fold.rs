@@ -143,7 +143,7 @@ impl<S: KeyValue> Registry<'_, S> {
             return Ok(());
         };
         let ids: Vec<HeroId> = leaves.iter().flat_map(Leaf::ids).collect();
-        self.carry_values(&ids, lease).await
+        self.carry_values(&ids, lease, |_, _| {}).await
     }
 }
 
@@ -162,7 +162,7 @@ fn set_changes<'a>(
         for set in SetName::of(&intent.before).chain(SetName::of(&intent.after)) {
             let change = match hero {
                 Found::Live { value, .. } if set.contains(&now) => {
-                    Change::In((set == SetName::All).then_some(value.as_slice()))
+                    Change::In(set.carries_values().then_some(value.as_slice()))
                 }
                 _ => Change::Out,
             };

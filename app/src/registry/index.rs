@@ -9,7 +9,7 @@ use super::codec::{LOG_KEY, Leaf, Lease, Log, SetName, decode_log, encode_log};
 use super::list::{Found, Page};
 use super::log::new_op;
 use super::sets::{Change, LEAF_MAX};
-use super::{LEASE_MS, MAX_ATTEMPTS, Registry, TOMBSTONE};
+use super::{LEASE_MS, MAX_ATTEMPTS, Registry};
 use crate::error::ApiError;
 use crate::hero::HeroId;
 use crate::store::{KeyValue, Swapped};
@@ -47,28 +47,23 @@ impl<S: KeyValue> Registry<'_, S> {
         Err(ApiError::Unavailable("the intent log kept changing".into()))
     }
 
-    /// Builds every set from every hero key, then clears the lease.
+    /// Builds every set from every hero key, reading each hero once (the
+    /// set of every hero a leaf's worth at a time, with their values), then
+    /// clears the lease.
     async fn build(&self, lease: &Lease) -> Result<(), ApiError> {
         let ids = self.sorted_hero_ids().await?;
+        // An earlier, abandoned attempt may have left members: clear them.
+        self.fill(SetName::All, &[], lease).await?;
         let mut teams: BTreeMap<String, Vec<HeroId>> = BTreeMap::new();
-        let mut all = Vec::with_capacity(ids.len());
-        for batch in ids.chunks(BATCH) {
-            let keys: Vec<String> = batch.iter().map(HeroId::key).collect();
-            let values = self.store.get_many(&keys).await?;
-            for ((id, key), value) in batch.iter().zip(&keys).zip(values) {
-                if let Found::Live { team, .. } = Found::parse(key, value)? {
-                    all.push(*id);
-                    if let Some(team) = team {
-                        teams.entry(team).or_default().push(*id);
-                    }
-                }
+        self.carry_values(&ids, lease, |id, team| {
+            if let Some(team) = team {
+                teams.entry(team).or_default().push(id);
             }
-        }
-        self.fill(SetName::All, &all, lease).await?;
+        })
+        .await?;
         for (team, ids) in &teams {
             self.fill(SetName::Team(team), ids, lease).await?;
         }
-        self.carry_values(&all, lease).await?;
         let (log, _) = super::log::update_log(self.store, |log| {
             let ours = log.indexing.is_some_and(|held| held.owner == lease.owner);
             ours.then(|| log.indexing = None)
@@ -92,22 +87,36 @@ impl<S: KeyValue> Registry<'_, S> {
         Ok(())
     }
 
-    /// Puts the stored values of `ids` into the leaves of every hero, a
-    /// leaf's worth at a time (so a store of any size is indexed in bounded
-    /// memory), while `lease` (indexing or fold) holds. A hero changed since
-    /// the log was read is named by its write's intent, which lists resolve
-    /// and the next fold settles; one deleted since is left as it is, for
-    /// the same reason.
-    pub(super) async fn carry_values(&self, ids: &[HeroId], lease: &Lease) -> Result<(), ApiError> {
+    /// Makes the live heroes of `ids` members of the set of every hero,
+    /// their leaves carrying their stored values, a leaf's worth at a time
+    /// (so a store of any size is indexed in bounded memory), while `lease`
+    /// (indexing or fold) holds; tells `live` each one's id and team. A hero
+    /// changed since the log was read is named by its write's intent, which
+    /// lists resolve and the next fold settles; one deleted since is left as
+    /// it is, for the same reason.
+    pub(super) async fn carry_values(
+        &self,
+        ids: &[HeroId],
+        lease: &Lease,
+        mut live: impl FnMut(HeroId, Option<String>),
+    ) -> Result<(), ApiError> {
         for batch in ids.chunks(LEAF_MAX) {
             let keys: Vec<String> = batch.iter().map(HeroId::key).collect();
-            let values = self.store.get_many(&keys).await?;
-            let mut changes = BTreeMap::new();
-            for (id, value) in batch.iter().zip(&values) {
-                if let Some(value) = value.as_deref().filter(|value| *value != TOMBSTONE) {
-                    changes.insert(*id, Change::In(Some(value)));
+            let mut heroes = Vec::with_capacity(batch.len());
+            for ((id, key), value) in batch
+                .iter()
+                .zip(&keys)
+                .zip(self.store.get_many(&keys).await?)
+            {
+                if let Found::Live { team, value } = Found::parse(key, value)? {
+                    live(*id, team);
+                    heroes.push((*id, value));
                 }
             }
+            let changes: BTreeMap<HeroId, Change<'_>> = heroes
+                .iter()
+                .map(|(id, value)| (*id, Change::In(Some(value.as_slice()))))
+                .collect();
             self.change_set(SetName::All, &changes, lease).await?;
         }
         Ok(())

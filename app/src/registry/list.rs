@@ -115,11 +115,10 @@ impl<S: KeyValue> Registry<'_, S> {
         tolerate_deleted: bool,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         // Ids whose membership, or value, the leaves may not show yet, by
-        // leaf: the set's leaves carry values only if it is every hero's.
+        // leaf.
         let mut pending: BTreeMap<usize, Vec<HeroId>> = BTreeMap::new();
-        let carries_values = set == SetName::All;
         for intent in &log.intents {
-            if !(intent.touches(set) || carries_values) {
+            if !(intent.touches(set) || set.carries_values()) {
                 continue;
             }
             let id = intent.hero();
@@ -223,19 +222,21 @@ impl<S: KeyValue> Registry<'_, S> {
                 .stored
                 .and_then(|(leaf, at)| leaves.get(leaf)?.value(at));
             let fetched;
-            let value = match (stored, resolved.remove(&member.id)) {
-                (Some(value), _) => Some(value),
-                (None, Some(Found::Live { value, .. })) => {
-                    fetched = value;
-                    Some(fetched.as_slice())
-                }
-                (None, Some(Found::Absent | Found::Tombstone)) => None,
-                (None, None) => match read.next().flatten() {
-                    Some(value) if value != TOMBSTONE => {
+            let value = match stored {
+                Some(value) => Some(value),
+                None => match resolved.remove(&member.id) {
+                    Some(Found::Live { value, .. }) => {
                         fetched = value;
                         Some(fetched.as_slice())
                     }
-                    _ => None,
+                    Some(Found::Absent | Found::Tombstone) => None,
+                    None => match read.next().flatten() {
+                        Some(value) if value != TOMBSTONE => {
+                            fetched = value;
+                            Some(fetched.as_slice())
+                        }
+                        _ => None,
+                    },
                 },
             };
             let Some(value) = value else {

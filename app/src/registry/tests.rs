@@ -421,9 +421,13 @@ fn a_store_without_an_index_is_indexed_once_on_first_use() {
         offset: 0,
         team: None,
     };
+    store.values_read.set(0);
     let body = with(&store, &clock, async |r| r.list(&page).await.unwrap());
     assert_eq!(ids_of(&body), expected[..1000]);
     assert!(log_of(&store).indexing.is_none(), "indexed");
+    // Indexing reads each hero once; the page then comes out of the leaves.
+    let read = store.values_read.get();
+    assert!((1_500..1_600).contains(&read), "{read} values read");
     assert_lists_are_right(&store, &clock, 400);
     // The next list reads the log, the directory and the leaves of its
     // page, which carry the heroes' values.
