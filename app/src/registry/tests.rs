@@ -326,6 +326,30 @@ fn a_list_of_every_hero_copies_its_page_out_of_the_leaves() {
 }
 
 #[test]
+fn heroes_created_in_order_leave_full_leaves_behind_that_no_fold_rewrites() {
+    let (store, clock) = (MemoryStore::default(), TestClock::new());
+    let directory = |store: &MemoryStore| {
+        let key = super::codec::SetName::Team("T").key();
+        super::codec::decode_directory(&key, &store.map.borrow()[&key]).unwrap()
+    };
+    create_heroes(&store, &clock, 2_100, Some("T"));
+    with(&store, &clock, async |r| r.fold().await.unwrap());
+    let before = directory(&store);
+    let counts: Vec<u32> = before.leaves.iter().map(|leaf| leaf.count).collect();
+    assert_eq!(counts, [1024, 1024, 52], "full leaves first, the rest last");
+    create_heroes(&store, &clock, 100, Some("T"));
+    with(&store, &clock, async |r| r.fold().await.unwrap());
+    let after = directory(&store);
+    assert_eq!(
+        after.leaves[..2],
+        before.leaves[..2],
+        "the full leaves kept"
+    );
+    assert_eq!(after.leaves[2].count, 152, "the small last one grew alone");
+    assert_lists_are_right(&store, &clock, 301);
+}
+
+#[test]
 fn renames_show_at_once_and_after_folding() {
     let (store, clock) = (MemoryStore::default(), TestClock::new());
     let ids = create_heroes(&store, &clock, 3 * FOLD_EVERY, Some("A"));
