@@ -108,9 +108,9 @@
 //!
 //! A store the previous version wrote (heroes, no log) is indexed by the
 //! first request that needs the index: it creates the log with an
-//! `indexing` lease, lists every key once, builds every set (then puts the
-//! heroes' values into the leaves of every hero, a leaf's worth at a time),
-//! then clears the lease. Writes meanwhile log their intents as usual, so a hero created,
+//! `indexing` lease, lists every key once, builds every set, reading each
+//! hero once (the set of every hero a leaf's worth at a time, its leaves
+//! carrying the values), then clears the lease. Writes meanwhile log their intents as usual, so a hero created,
 //! changed or deleted while the index is built is resolved from its intent;
 //! lists meanwhile read every hero, as the previous version did. A builder
 //! killed half-way leaves the lease to expire; the next request starts over.
