@@ -150,7 +150,7 @@ where
             list(&open_store().await?, &query).await
         }
         Route::Heroes if method == Method::POST => {
-            let input = NewHero::parse(&read_body(&parts.headers, body).await?)?;
+            let input = NewHero::parse(&read_body(body).await?)?;
             create(&open_store().await?, input).await
         }
         Route::Hero(id) => {
@@ -159,7 +159,7 @@ where
             if method == Method::GET {
                 read(&open_store().await?, id.ok_or(ApiError::HeroNotFound)?).await
             } else if method == Method::PUT {
-                let input = NewHero::parse(&read_body(&parts.headers, body).await?)?;
+                let input = NewHero::parse(&read_body(body).await?)?;
                 replace(
                     &open_store().await?,
                     id.ok_or(ApiError::HeroNotFound)?,
@@ -176,18 +176,17 @@ where
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (early, from
-/// `Content-Length`, when the client announces it).
-async fn read_body<B>(headers: &http::HeaderMap, body: B) -> Result<Vec<u8>, ApiError>
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (early, when
+/// the body's size hint says it is longer: from the WASI request, the
+/// `Content-Length` the client announced).
+async fn read_body<B>(body: B) -> Result<Vec<u8>, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
-    let announced = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    let hint = body.size_hint();
+    let too_long = |len: u64| len > MAX_BODY_BYTES as u64;
+    if too_long(hint.lower()) || hint.upper().is_some_and(too_long) {
         return Err(ApiError::PayloadTooLarge);
     }
     let mut body = std::pin::pin!(body);

@@ -150,15 +150,46 @@ fn create_rejects_bodies_over_64_kib_with_413() {
     assert_eq!(call(&store, "POST", "/heroes", &exact).status, 422);
 }
 
+/// A body as the WASI request gives it: it announces at most `announced`
+/// bytes (the client's `Content-Length`) and counts the frames read.
+struct AnnouncedBody {
+    announced: u64,
+    frames_read: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl http_body::Body for AnnouncedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.frames_read.set(self.frames_read.get() + 1);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"{}")))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = http_body::SizeHint::new();
+        hint.set_upper(self.announced);
+        hint
+    }
+}
+
 #[test]
 fn announced_oversize_body_is_refused_before_reading() {
+    let frames_read = std::rc::Rc::default();
     let request = http::Request::post("/heroes")
-        .header("content-length", (MAX_BODY_BYTES + 1).to_string())
-        .body(Full::new(Bytes::from_static(b"{}")))
+        .body(AnnouncedBody {
+            announced: MAX_BODY_BYTES as u64 + 1,
+            frames_read: std::rc::Rc::clone(&frames_read),
+        })
         .unwrap();
     let store = MemoryStore::default();
     let reply = block_on(handle(request, || async { Ok::<_, StoreError>(&store) }));
     assert_eq!(reply.status, 413);
+    assert_eq!(frames_read.get(), 0, "the body was read");
+    assert!(store.map.borrow().is_empty());
 }
 
 #[test]
