@@ -26,11 +26,14 @@ pub const STORE_LABEL: &str = "default";
 /// turns every request into an `http::Request` by copying all its headers
 /// into the guest (two guest allocations and a lowering each: about 40k
 /// instructions a request with the `spin-*` headers, a tenth of a POST).
-/// The API reads the method, the path and query, and the body, whose
-/// announced length the body itself knows; the other headers stay with the
-/// host, where the guest could still ask for them one by one.
+/// The API reads the method, the path and query, and, for the methods that
+/// carry one, the body, whose announced length the body itself knows; the
+/// headers stay with the host, where the guest could still ask for them one
+/// by one.
 #[cfg(target_arch = "wasm32")]
 mod component {
+    use bytes::Bytes;
+    use http_body_util::{Either, Empty};
     use spin_sdk::http::IntoResponse;
     use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
     use spin_sdk::wasip3::http_compat::IncomingRequestBody;
@@ -49,12 +52,20 @@ mod component {
         }
     }
 
+    /// A request's body as the API sees it: none for methods it reads none
+    /// of (the body's stream is then never opened).
+    type Body = Either<IncomingRequestBody, Empty<Bytes>>;
+
     /// The parts of `request` the API reads: method, path and query, body.
-    fn api_request(request: Request) -> Result<http::Request<IncomingRequestBody>, ErrorCode> {
+    fn api_request(request: Request) -> Result<http::Request<Body>, ErrorCode> {
         let method = http::Method::try_from(request.get_method())
             .map_err(|_| ErrorCode::HttpRequestMethodInvalid)?;
         let uri = request.get_path_with_query();
-        let body = IncomingRequestBody::new(request)?;
+        let body = if crate::routes::reads_body(&method) {
+            Either::Left(IncomingRequestBody::new(request)?)
+        } else {
+            Either::Right(Empty::new())
+        };
         http::Request::builder()
             .method(method)
             .uri(uri.as_deref().unwrap_or("/"))

@@ -111,6 +111,12 @@ fn allow_header(methods: &[&str]) -> &'static str {
     }
 }
 
+/// Whether the API reads the body of a request with this method: only
+/// `POST` and `PUT` carry heroes; any other request's body is ignored.
+pub fn reads_body(method: &Method) -> bool {
+    method == Method::POST || method == Method::PUT
+}
+
 /// Answers one request. `open_store` is called only by handlers that need the
 /// store, so `GET /` costs no key-value call.
 pub async fn handle<B, S, F>(request: http::Request<B>, open_store: impl FnOnce() -> F) -> Reply

@@ -150,23 +150,40 @@ fn create_rejects_bodies_over_64_kib_with_413() {
     assert_eq!(call(&store, "POST", "/heroes", &exact).status, 422);
 }
 
-/// A body as the WASI request gives it: it announces at most `announced`
-/// bytes (the client's `Content-Length`) and counts the frames read.
-struct AnnouncedBody {
+/// A body as the WASI request gives it: `data` in one frame, announcing at
+/// most `announced` bytes (the client's `Content-Length`); counts the polls.
+struct CountedBody {
+    data: Option<Bytes>,
     announced: u64,
-    frames_read: std::rc::Rc<std::cell::Cell<usize>>,
+    polls: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
-impl http_body::Body for AnnouncedBody {
+impl CountedBody {
+    fn new(data: &'static str, announced: usize) -> (Self, std::rc::Rc<std::cell::Cell<usize>>) {
+        let polls = std::rc::Rc::default();
+        let body = CountedBody {
+            data: Some(Bytes::from_static(data.as_bytes())),
+            announced: announced as u64,
+            polls: std::rc::Rc::clone(&polls),
+        };
+        (body, polls)
+    }
+}
+
+impl http_body::Body for CountedBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.frames_read.set(self.frames_read.get() + 1);
-        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"{}")))))
+        self.polls.set(self.polls.get() + 1);
+        std::task::Poll::Ready(
+            self.data
+                .take()
+                .map(|data| Ok(http_body::Frame::data(data))),
+        )
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -178,18 +195,47 @@ impl http_body::Body for AnnouncedBody {
 
 #[test]
 fn announced_oversize_body_is_refused_before_reading() {
-    let frames_read = std::rc::Rc::default();
-    let request = http::Request::post("/heroes")
-        .body(AnnouncedBody {
-            announced: MAX_BODY_BYTES as u64 + 1,
-            frames_read: std::rc::Rc::clone(&frames_read),
-        })
-        .unwrap();
+    let (body, polls) = CountedBody::new("{}", MAX_BODY_BYTES + 1);
+    let request = http::Request::post("/heroes").body(body).unwrap();
     let store = MemoryStore::default();
     let reply = block_on(handle(request, || async { Ok::<_, StoreError>(&store) }));
     assert_eq!(reply.status, 413);
-    assert_eq!(frames_read.get(), 0, "the body was read");
+    assert_eq!(polls.get(), 0, "the body was read");
     assert!(store.map.borrow().is_empty());
+}
+
+/// The component hands the API an empty body for methods `reads_body` does
+/// not name (see `component` in `lib.rs`): no route may read one.
+#[test]
+fn bodies_are_read_only_for_the_methods_reads_body_names() {
+    const HERO: &str = r#"{"name":"Rusty-Man","power":"rust"}"#;
+    let store = MemoryStore::default();
+    let id = create(&store, "Target", None)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut read = Vec::new();
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for uri in ["/", "/heroes", &format!("/heroes/{id}")] {
+            let (body, polls) = CountedBody::new(HERO, HERO.len());
+            let request = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(body)
+                .unwrap();
+            let reply = block_on(handle(request, || async { Ok::<_, StoreError>(&store) }));
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+            if polls.get() > 0 {
+                assert!(reads_body(&method), "{method} {uri} read its body");
+                read.push(format!("{method} {uri} {}", reply.status.as_u16()));
+            }
+        }
+    }
+    let id_path = format!("/heroes/{id}");
+    assert_eq!(
+        read,
+        ["POST /heroes 201".to_owned(), format!("PUT {id_path} 200")]
+    );
 }
 
 #[test]
