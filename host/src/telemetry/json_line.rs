@@ -41,9 +41,20 @@ impl JsonLine {
         line
     }
 
-    fn key(&mut self, key: &str) {
+    /// Starts a field named by the host: its keys are literals that never
+    /// need escaping, so they are copied as they are.
+    fn key(&mut self, key: &'static str) {
+        debug_assert_eq!(plain_prefix(key.as_bytes()), key.len(), "{key:?}");
         self.buf.push(b',');
-        // The host's own keys never need escaping; a guest's may.
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.push(b'"');
+        self.buf.push(b':');
+    }
+
+    /// Starts a field named by a guest, escaping its key where needed.
+    fn any_key(&mut self, key: &str) {
+        self.buf.push(b',');
         if plain_prefix(key.as_bytes()) == key.len() {
             self.buf.push(b'"');
             self.buf.extend_from_slice(key.as_bytes());
@@ -60,18 +71,18 @@ impl JsonLine {
 
     /// Adds a string field, cut to at most `max` bytes of escaped text (and
     /// to what is left of the line).
-    pub fn str_capped(&mut self, key: &str, value: &str, max: usize) {
+    pub fn str_capped(&mut self, key: &'static str, value: &str, max: usize) {
         self.str_joined(key, &[value], max);
     }
 
     /// Adds a string field, cut to what is left of the line.
-    pub fn str(&mut self, key: &str, value: &str) {
+    pub fn str(&mut self, key: &'static str, value: &str) {
         self.str_capped(key, value, usize::MAX);
     }
 
     /// Adds a string field made of `parts` joined by spaces, cut like
     /// [`JsonLine::str_capped`].
-    pub fn str_joined(&mut self, key: &str, parts: &[&str], max: usize) {
+    pub fn str_joined(&mut self, key: &'static str, parts: &[&str], max: usize) {
         if self.room() < key.len() + 8 {
             self.truncated = true;
             return;
@@ -94,7 +105,7 @@ impl JsonLine {
 
     /// Adds a string field from a `Display` value whose text never needs
     /// escaping (numbers, socket addresses).
-    fn display_plain(&mut self, key: &str, value: &impl std::fmt::Display) {
+    fn display_plain(&mut self, key: &'static str, value: &impl std::fmt::Display) {
         if !self.fits_small(key) {
             return;
         }
@@ -104,7 +115,7 @@ impl JsonLine {
 
     /// Adds a socket address as a string (`127.0.0.1:8080`, `[::1]:8080`);
     /// IPv4 without going through `Display`.
-    pub fn socket_addr(&mut self, key: &str, value: &SocketAddr) {
+    pub fn socket_addr(&mut self, key: &'static str, value: &SocketAddr) {
         let SocketAddr::V4(v4) = value else {
             return self.display_plain(key, value);
         };
@@ -127,7 +138,7 @@ impl JsonLine {
     }
 
     /// Adds bytes that should be text: invalid UTF-8 becomes U+FFFD.
-    pub fn bytes_capped(&mut self, key: &str, value: &[u8], max: usize) {
+    pub fn bytes_capped(&mut self, key: &'static str, value: &[u8], max: usize) {
         self.str_capped(key, &String::from_utf8_lossy(value), max);
     }
 
@@ -139,7 +150,7 @@ impl JsonLine {
     }
 
     /// Adds a number.
-    pub fn u64(&mut self, key: &str, value: u64) {
+    pub fn u64(&mut self, key: &'static str, value: u64) {
         if !self.fits_small(key) {
             return;
         }
@@ -150,7 +161,7 @@ impl JsonLine {
 
     /// Adds a duration in milliseconds with three decimals (to the nearest
     /// microsecond), as a number.
-    pub fn millis(&mut self, key: &str, value: Duration) {
+    pub fn millis(&mut self, key: &'static str, value: Duration) {
         if !self.fits_small(key) {
             return;
         }
@@ -164,7 +175,7 @@ impl JsonLine {
     }
 
     /// Adds a boolean.
-    pub fn bool(&mut self, key: &str, value: bool) {
+    pub fn bool(&mut self, key: &'static str, value: bool) {
         if !self.fits_small(key) {
             return;
         }
@@ -174,13 +185,14 @@ impl JsonLine {
     }
 
     /// Adds an already-encoded JSON value if it fits; otherwise marks the line
-    /// truncated and leaves the field out.
+    /// truncated and leaves the field out. The key may be anyone's (a guest's fields are added so): it is
+    /// escaped where needed.
     pub fn raw(&mut self, key: &str, json: &[u8]) {
         if key.len() + json.len() + 8 > self.room() {
             self.truncated = true;
             return;
         }
-        self.key(key);
+        self.any_key(key);
         self.buf.extend_from_slice(json);
     }
 
@@ -263,23 +275,47 @@ fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7f
 }
 
-/// How many leading bytes of `bytes` need no escaping: eight at a time
-/// while none of them does, then byte by byte.
+/// How many leading bytes of `bytes` need no escaping: eight at a time,
+/// the last few as one word too, and byte by byte only within the word that
+/// holds the first byte to escape.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    let mut words = bytes.chunks_exact(8);
-    let mut plain = 0;
-    for word in &mut words {
-        if word_needs_escape(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
-            break;
+    let word_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let whole_words = bytes.len() & !7;
+    let mut at = 0;
+    while at < whole_words {
+        if word_needs_escape(word_at(at)) {
+            return at + first_to_escape(&bytes[at..at + 8]);
         }
-        plain += 8;
+        at += 8;
     }
-    let rest = &bytes[plain..];
-    plain
-        + rest
-            .iter()
-            .position(|b| needs_escape(*b))
-            .unwrap_or(rest.len())
+    if at == bytes.len() {
+        return at;
+    }
+    let last = if bytes.len() >= 8 {
+        // The last eight bytes: those before `at` among them are plain.
+        word_at(bytes.len() - 8)
+    } else {
+        // The few bytes there are, padded with spaces (plain), put in place
+        // one by one (copying them in would call memcpy).
+        let spaces = u64::from_le_bytes([b' '; 8]);
+        bytes.iter().enumerate().fold(spaces, |word, (i, byte)| {
+            let shift = 8 * i;
+            word & !(0xff << shift) | u64::from(*byte) << shift
+        })
+    };
+    if word_needs_escape(last) {
+        at + first_to_escape(&bytes[at..])
+    } else {
+        bytes.len()
+    }
+}
+
+/// The position of the first byte of `bytes` to escape, or its length.
+fn first_to_escape(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|b| needs_escape(*b))
+        .unwrap_or(bytes.len())
 }
 
 /// Whether any of the eight bytes of `word` needs escaping: one below 0x20,
@@ -410,6 +446,12 @@ mod tests {
                 }
                 let text = format!("{}{escape}{}", &plain[..at], &plain[at..]);
                 assert_eq!(plain_prefix(text.as_bytes()), at, "{text:?}");
+                // Every length, so that the byte falls in every position of
+                // a whole word, of the last few bytes, or is cut off.
+                for len in 0..=text.len() {
+                    let cut = &text.as_bytes()[..len];
+                    assert_eq!(plain_prefix(cut), at.min(len), "{cut:?}");
+                }
             }
         }
     }
@@ -443,7 +485,8 @@ mod tests {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "warn", "t");
         line.str("path", hostile);
         line.bytes_capped("user_agent", b"ok\xff\xfe", 100);
-        line.str(hostile, "a key escaped too");
+        // A guest's key (its fields come in through `raw`).
+        line.raw(hostile, br#""a key escaped too""#);
         let bytes = line.finish();
         assert!(
             !bytes[..bytes.len() - 1].iter().any(|b| *b < 0x20),
