@@ -24,8 +24,10 @@ pub const STORE_LABEL: &str = "default";
 ///
 /// Written out rather than with `#[spin_sdk::http_service]`, whose handler
 /// turns every request into an `http::Request` by copying all its headers
-/// into the guest (two guest allocations and a lowering each: about 40k
-/// instructions a request with the `spin-*` headers, a tenth of a POST).
+/// into the guest (two guest allocations and a lowering each, with the
+/// `spin-*` headers about fifteen) and asks for the scheme, authority and
+/// options besides: about 90k instructions a request, a third of a
+/// `GET /heroes/{id}` (see bench/README.md, "Where the time goes").
 /// The API reads the method, the path and query, and, for the methods that
 /// carry one, the body, whose announced length the body itself knows; the
 /// headers stay with the host, where the guest could still ask for them one

@@ -185,8 +185,8 @@ impl JsonLine {
     }
 
     /// Adds an already-encoded JSON value if it fits; otherwise marks the line
-    /// truncated and leaves the field out. The key may be anyone's (a guest's fields are added so): it is
-    /// escaped where needed.
+    /// truncated and leaves the field out. The key may be anyone's (a guest's
+    /// fields are added so): it is escaped where needed.
     pub fn raw(&mut self, key: &str, json: &[u8]) {
         if key.len() + json.len() + 8 > self.room() {
             self.truncated = true;
