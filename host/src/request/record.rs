@@ -283,9 +283,9 @@ impl Record {
         let reason = self.failure.as_ref().map(Failure::to_string);
         self.recorder.logs.invocation(&Invocation {
             level,
-            request_id: self.info.request_id.as_str(),
-            trace_id: self.info.trace.trace_id.as_str(),
-            span_id: self.info.trace.span_id.as_str(),
+            request_id: &self.info.request_id,
+            trace_id: &self.info.trace.trace_id,
+            span_id: &self.info.trace.span_id,
             component: self.served.as_ref().map(|s| &*s.component),
             route: self.served.as_ref().map(|s| &*s.route),
             method: self.method.as_str(),

@@ -8,6 +8,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::trace::HexId;
+
 /// Longest line written, newline included.
 pub const MAX_LINE: usize = 16 * 1024;
 /// Room kept for the closing `,"truncated":true}` and the newline.
@@ -134,6 +136,18 @@ impl JsonLine {
         self.buf.push(b':');
         self.buf
             .extend_from_slice(digits.format(v4.port()).as_bytes());
+        self.buf.push(b'"');
+    }
+
+    /// Adds an id as its hex digits, which never need escaping.
+    pub fn hex<const N: usize>(&mut self, key: &'static str, id: &HexId<N>) {
+        if self.room() < key.len() + N + 8 {
+            self.truncated = true;
+            return;
+        }
+        self.key(key);
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(id.digits());
         self.buf.push(b'"');
     }
 
@@ -477,6 +491,19 @@ mod tests {
         assert_eq!(value["instance_reused"], true);
         assert_eq!(value["duration_ms"], 1.235);
         assert!(value.get("truncated").is_none());
+    }
+
+    #[test]
+    fn ids_are_written_as_their_hex_digits() {
+        use crate::telemetry::trace::{SpanId, TraceId};
+        let trace = TraceId::from_bits(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c);
+        let span = SpanId::from_bits(0xb7ad_6b71_6920_3331);
+        let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+        line.hex("trace_id", &trace);
+        line.hex("span_id", &span);
+        let value = parse(&line.finish());
+        assert_eq!(value["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(value["span_id"], "b7ad6b7169203331");
     }
 
     #[test]

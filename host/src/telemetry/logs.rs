@@ -20,6 +20,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use super::host_events::JsonEvents;
 use super::json_line::JsonLine;
 use super::line_writer::{LineWriter, LineWriterGuard};
+use super::trace::{RequestId, SpanId, TraceId};
 
 pub use super::guest_origin::{GuestOrigin, GuestStream, GuestWriter, Outside};
 
@@ -127,11 +128,11 @@ pub struct Invocation<'a> {
     /// `error` for 5xx and guest failures, `warn` for 4xx, else `info`.
     pub level: &'static str,
     /// Unique per request.
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
     /// W3C trace id (from `traceparent`, or new).
-    pub trace_id: &'a str,
+    pub trace_id: &'a TraceId,
     /// This request's span id.
-    pub span_id: &'a str,
+    pub span_id: &'a SpanId,
     /// The component that served it, if a route matched.
     pub component: Option<&'a str>,
     /// The matched route as written in the manifest.
@@ -223,9 +224,9 @@ impl LogSink {
                 &[inv.method, path, status.format(inv.status)],
                 PATH_MAX + 32,
             );
-            line.str("request_id", inv.request_id);
-            line.str("trace_id", inv.trace_id);
-            line.str("span_id", inv.span_id);
+            line.hex("request_id", inv.request_id);
+            line.hex("trace_id", inv.trace_id);
+            line.hex("span_id", inv.span_id);
             line.str("component", inv.component.unwrap_or(""));
             line.str("route", inv.route.unwrap_or(""));
             line.str_capped("method", inv.method, 64);
@@ -419,9 +420,9 @@ mod tests {
         let path = format!("/{}", "é".repeat(PATH_MAX));
         sink.invocation(&Invocation {
             level: "info",
-            request_id: "r",
-            trace_id: "t",
-            span_id: "s",
+            request_id: &RequestId::from_bits(1),
+            trace_id: &TraceId::from_bits(2),
+            span_id: &SpanId::from_bits(3),
             component: None,
             route: None,
             method: "GET",

@@ -40,6 +40,11 @@ impl<const N: usize> HexId<N> {
             .then_some(HexId(bytes))
     }
 
+    /// The digits, as bytes (no UTF-8 check).
+    pub fn digits(&self) -> &[u8; N] {
+        &self.0
+    }
+
     /// The digits.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ASCII")
