@@ -40,8 +40,8 @@ impl wit::Host for OtelView<'_> {
         let (writer, request_span) = match &caller {
             Ok(request) => (
                 GuestWriter::Request {
-                    request_id: request.request_id.as_str(),
-                    trace_id: request.trace.trace_id.as_str(),
+                    request_id: &request.request_id,
+                    trace_id: &request.trace.trace_id,
                 },
                 Some(request.trace.span_id),
             ),

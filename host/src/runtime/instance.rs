@@ -281,8 +281,8 @@ impl InstanceShared {
 /// The writer field of a request's lines.
 fn request_writer(request: &RequestInfo) -> GuestWriter<'_> {
     GuestWriter::Request {
-        request_id: request.request_id.as_str(),
-        trace_id: request.trace.trace_id.as_str(),
+        request_id: &request.request_id,
+        trace_id: &request.trace.trace_id,
     }
 }
 

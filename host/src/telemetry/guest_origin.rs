@@ -2,6 +2,7 @@
 //! wrote it (a request's, or none, and why).
 
 use super::json_line::JsonLine;
+use super::trace::{RequestId, TraceId};
 
 /// Which guest output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +52,9 @@ pub enum GuestWriter<'a> {
     /// A request's task.
     Request {
         /// The request's id.
-        request_id: &'a str,
+        request_id: &'a RequestId,
         /// Its trace.
-        trace_id: &'a str,
+        trace_id: &'a TraceId,
     },
     /// No request's task.
     Outside(Outside),
@@ -68,8 +69,8 @@ impl GuestWriter<'_> {
                 request_id,
                 trace_id,
             } => {
-                line.str("request_id", request_id);
-                line.str("trace_id", trace_id);
+                line.hex("request_id", request_id);
+                line.hex("trace_id", trace_id);
             }
             GuestWriter::Outside(why) => {
                 line.raw("request_id", b"null");

@@ -88,6 +88,7 @@ mod tests {
     use super::*;
     use crate::telemetry::capture::CapturedLogs;
     use crate::telemetry::logs::Outside;
+    use crate::telemetry::trace::{RequestId, TraceId};
 
     #[test]
     fn severity_numbers_beat_texts() {
@@ -111,8 +112,8 @@ mod tests {
             at: SystemTime::UNIX_EPOCH,
             component: "chaos",
             writer: GuestWriter::Request {
-                request_id: "r1",
-                trace_id: "t1",
+                request_id: &RequestId::from_bits(0x1),
+                trace_id: &TraceId::from_bits(0x71),
             },
             span_id: Some("s1"),
             level: "warn",
@@ -136,7 +137,11 @@ mod tests {
         );
         assert_eq!(
             (&line["request_id"], &line["trace_id"], &line["span_id"]),
-            (&"r1".into(), &"t1".into(), &"s1".into())
+            (
+                &"00000000000000000000000000000001".into(),
+                &"00000000000000000000000000000071".into(),
+                &"s1".into()
+            )
         );
         assert_eq!(line["message"], "looked up");
         assert_eq!(line["hero"], "deadpond");

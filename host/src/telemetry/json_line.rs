@@ -47,23 +47,26 @@ impl JsonLine {
     /// need escaping, so they are copied as they are.
     fn key(&mut self, key: &'static str) {
         debug_assert_eq!(plain_prefix(key.as_bytes()), key.len(), "{key:?}");
-        self.buf.push(b',');
-        self.buf.push(b'"');
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.push(b'"');
-        self.buf.push(b':');
+        self.plain_key(key);
     }
 
     /// Starts a field named by a guest, escaping its key where needed.
     fn any_key(&mut self, key: &str) {
-        self.buf.push(b',');
         if plain_prefix(key.as_bytes()) == key.len() {
-            self.buf.push(b'"');
-            self.buf.extend_from_slice(key.as_bytes());
-            self.buf.push(b'"');
+            self.plain_key(key);
         } else {
+            self.buf.push(b',');
             escape_into(&mut self.buf, key, usize::MAX);
+            self.buf.push(b':');
         }
+    }
+
+    /// Starts a field whose key needs no escaping.
+    fn plain_key(&mut self, key: &str) {
+        self.buf.push(b',');
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.push(b'"');
         self.buf.push(b':');
     }
 
@@ -141,8 +144,7 @@ impl JsonLine {
 
     /// Adds an id as its hex digits, which never need escaping.
     pub fn hex<const N: usize>(&mut self, key: &'static str, id: &HexId<N>) {
-        if self.room() < key.len() + N + 8 {
-            self.truncated = true;
+        if !self.fits(key.len() + N + 8) {
             return;
         }
         self.key(key);
@@ -158,7 +160,12 @@ impl JsonLine {
 
     /// Whether a small field fits; if not, the line is marked truncated.
     fn fits_small(&mut self, key: &str) -> bool {
-        let fits = self.room() >= key.len() + 32;
+        self.fits(key.len() + 32)
+    }
+
+    /// Whether `bytes` more fit; if not, the line is marked truncated.
+    fn fits(&mut self, bytes: usize) -> bool {
+        let fits = self.room() >= bytes;
         self.truncated |= !fits;
         fits
     }
@@ -202,8 +209,7 @@ impl JsonLine {
     /// truncated and leaves the field out. The key may be anyone's (a guest's
     /// fields are added so): it is escaped where needed.
     pub fn raw(&mut self, key: &str, json: &[u8]) {
-        if key.len() + json.len() + 8 > self.room() {
-            self.truncated = true;
+        if !self.fits(key.len() + json.len() + 8) {
             return;
         }
         self.any_key(key);
