@@ -12,8 +12,10 @@
 //!   `partial=1`.
 //! - `/<tag>/markers?lines=N&ms=M`: N times, prints a whole stdout line
 //!   `marker <tag> <i> out`, then a stderr line in two parts, `marker <tag>
-//!   <i>` and ` err`, with a wait of M ms between each write: lines of
-//!   requests served at once by one instance interleave, whole and partial.
+//!   <i>` and ` err`, then `marker <tag> <i> stream` into a WASIp3 stdout
+//!   stream the request opened first, with a wait of M ms between each
+//!   write: lines of requests served at once by one instance interleave,
+//!   whole and partial, through both kinds of WASI output.
 //! - `/linger?ms=M`: answers at once, and leaves a task running that prints
 //!   `lingering` M ms later, after the response has ended.
 //! - `/echo`: answers with the size of the request body.
@@ -253,6 +255,10 @@ mod component {
                 let tag = path.rsplit('/').nth(1).unwrap_or("").to_owned();
                 let lines = number(&query, "lines", 5);
                 let pause = Duration::from_millis(number(&query, "ms", 1));
+                // Standard output as a WASIp3 stream too, beside the WASIp2
+                // one Rust's `println!` writes to.
+                let (mut stream, readable) = spin_sdk::wasip3::wit_stream::new::<u8>();
+                let written = spin_sdk::wasip3::cli::stdout::write_via_stream(readable);
                 for i in 0..lines {
                     println!("marker {tag} {i} out");
                     spin_sdk::time::sleep(pause).await;
@@ -260,6 +266,18 @@ mod component {
                     spin_sdk::time::sleep(pause).await;
                     eprintln!(" err");
                     spin_sdk::time::sleep(pause).await;
+                    let line = format!("marker {tag} {i} stream\n");
+                    if !stream.write_all(line.into_bytes()).await.is_empty() {
+                        return reply(StatusCode::INTERNAL_SERVER_ERROR, "stdout closed".into());
+                    }
+                    spin_sdk::time::sleep(pause).await;
+                }
+                drop(stream);
+                if let Err(error) = written.await {
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("stdout: {error:?}"),
+                    );
                 }
                 reply(StatusCode::OK, format!("marked {lines}"))
             }

@@ -17,13 +17,17 @@ const CLIENTS: usize = 32;
 /// Requests per client.
 const REQUESTS: usize = 32;
 /// Marker rounds per request: each prints one stdout line and one stderr
-/// line written in two parts.
+/// line written in two parts (WASIp2), and one line into a WASIp3 stdout
+/// stream.
 const ROUNDS: usize = 5;
+/// Marker lines per round: stdout, stderr and the WASIp3 stream.
+const LINES_PER_ROUND: usize = 3;
 
 /// 32 clients, each request printing marker lines to stdout and stderr (the
-/// stderr ones in two parts) with waits between every write, so requests on
-/// one instance interleave their output mid-line. Over 10,240 lines, each
-/// must name the request that printed it, whole.
+/// stderr ones in two parts) and into a WASIp3 stdout stream, with waits
+/// between every write, so requests on one instance interleave their output
+/// mid-line. Over 15,360 lines, each must name the request that printed it,
+/// whole.
 #[test]
 fn every_guest_line_names_the_request_whose_task_wrote_it() {
     let _heavy = exclusive();
@@ -57,7 +61,7 @@ fn every_guest_line_names_the_request_whose_task_wrote_it() {
         client.join().unwrap();
     }
     let total = CLIENTS * REQUESTS;
-    let markers_expected = total * ROUNDS * 2;
+    let markers_expected = total * ROUNDS * LINES_PER_ROUND;
     let lines = host.wait_for_lines("every invocation and marker line", |lines| {
         lines.iter().filter(|l| is_invocation(l)).count() >= total
             && lines.iter().filter(|l| is_marker(l)).count() >= markers_expected
@@ -81,14 +85,15 @@ fn every_guest_line_names_the_request_whose_task_wrote_it() {
     let mut per_request: HashMap<&str, usize> = HashMap::new();
     for line in lines.iter().filter(|l| is_marker(l)) {
         let message = line["message"].as_str().unwrap();
-        // `marker <tag> <i> out` on stdout, `marker <tag> <i> err` on stderr.
+        // `marker <tag> <i> out` and `marker <tag> <i> stream` on stdout,
+        // `marker <tag> <i> err` on stderr.
         let words: Vec<&str> = message.split(' ').collect();
-        let expected_end = if line["stream"] == "stdout" {
-            "out"
+        let expected_ends: &[&str] = if line["stream"] == "stdout" {
+            &["out", "stream"]
         } else {
-            "err"
+            &["err"]
         };
-        if words.len() != 4 || words[3] != expected_end {
+        if words.len() != 4 || !expected_ends.contains(&words[3]) {
             mangled += 1;
             continue;
         }
@@ -104,9 +109,9 @@ fn every_guest_line_names_the_request_whose_task_wrote_it() {
         "lines attributed to the wrong request, to none, or mixed with another's"
     );
     assert!(
-        per_request.len() == total && per_request.values().all(|n| *n == ROUNDS * 2),
+        per_request.len() == total && per_request.values().all(|n| *n == ROUNDS * LINES_PER_ROUND),
         "each request has all its {} lines",
-        ROUNDS * 2
+        ROUNDS * LINES_PER_ROUND
     );
 
     let instances = host.metric_sum(
