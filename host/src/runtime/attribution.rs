@@ -2,12 +2,11 @@
 //!
 //! Each request runs as its own guest task, whose id wasmtime hands to
 //! `on_request_start`; [`TaskTable`] keeps those ids in the store's data. When
-//! the guest calls one of the host functions that write its output, the
-//! function asks wasmtime for the task chain of the caller (`async_call_stack`,
-//! see [`super::output_imports`]), whose last item is the root export task:
-//! the request. It publishes the answer as a [`Writer`] in the instance's
-//! [`CurrentWriter`], which the guest's stdout and stderr read when bytes
-//! arrive. Work a request's task spawned inside the
+//! the guest calls into the host, the store's call hook asks wasmtime for the
+//! task chain of the caller (`async_call_stack`), whose last item is the root
+//! export task: the request. The hook publishes the answer as a
+//! [`Writer`] in the instance's [`CurrentWriter`], which the guest's stdout and
+//! stderr read when bytes arrive. Work a request's task spawned inside the
 //! guest runs under that task, so its output is the request's too; output of
 //! no request's task is nobody's, and says why.
 
@@ -53,8 +52,8 @@ impl Writer {
     }
 }
 
-/// The writer of the output call in progress, shared by the output host
-/// functions (which set it) and the guest's output streams (which read it).
+/// The writer of the host call in progress, shared by the store's call hook
+/// (which sets it) and the guest's output streams (which read it).
 pub struct CurrentWriter(AtomicU64);
 
 impl Default for CurrentWriter {

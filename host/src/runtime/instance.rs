@@ -130,7 +130,7 @@ impl InstanceShared {
         self.waker.register(waker);
     }
 
-    /// Who is writing output now (set by the output host functions).
+    /// Who is calling the host now (set by the store's call hook).
     pub fn writer(&self) -> &CurrentWriter {
         &self.writer
     }

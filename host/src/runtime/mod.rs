@@ -24,7 +24,6 @@ mod outbound_hooks;
 mod outbound_span;
 pub mod outcome;
 pub mod output;
-mod output_imports;
 pub mod state;
 mod worker;
 
@@ -192,7 +191,6 @@ fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-    output_imports::shadow_output_functions(&mut linker)?;
     crate::kv::host::add_to_linker(&mut linker)?;
     // Variables, SQLite, and the spin-sdk 2 to 5 generation of both and of
     // key-value.

@@ -36,6 +36,8 @@ pub struct HostState {
     /// The tasks of the requests the instance has started, with their
     /// deadlines.
     pub tasks: TaskTable,
+    /// Whether guest CPU time is measured.
+    pub count_guest_time: bool,
     /// When the host last entered wasm from outside wasm (for the CPU time
     /// metric).
     pub entered_wasm: Option<u64>,
@@ -77,6 +79,7 @@ impl HostState {
             limiter,
             instance,
             tasks: TaskTable::default(),
+            count_guest_time: false,
             entered_wasm: None,
             wasm_depth: 0,
             wasm_time: 0,

@@ -105,14 +105,11 @@ impl ComponentHost {
             ),
         );
         let mut store = Store::new(&self.engine, state);
+        store.data_mut().count_guest_time = shared.metrics.enabled();
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(interrupt_past_deadline);
-        if shared.metrics.enabled() {
-            // A call hook costs on every guest/host transition (about 8k
-            // instructions of a hello request): only metrics need it.
-            store.call_hook(count_guest_time);
-        }
+        store.call_hook(on_call);
         store
     }
 }
@@ -134,16 +131,23 @@ fn interrupt_past_deadline(
     ))
 }
 
-/// The store's call hook, kept while metrics are on: it keeps
-/// `wasm_guest_cpu_time_seconds_total`, on the cheap clock of `guest_clock`.
-/// Host calls the guest makes count as its time; only the outermost entry
+/// The store's call hook. On each call into the host it names the request
+/// whose task is calling (see [`super::attribution`]). It also keeps
+/// `wasm_guest_cpu_time_seconds_total`, on the cheap clock of `guest_clock`:
+/// host calls the guest makes count as its time; only the outermost entry
 /// and exit read the clock, so the host calling back into the guest during a
 /// guest call does not restart the outer measurement.
-fn count_guest_time(
-    mut context: StoreContextMut<'_, HostState>,
-    hook: CallHook,
-) -> wasmtime::Result<()> {
+fn on_call(mut context: StoreContextMut<'_, HostState>, hook: CallHook) -> wasmtime::Result<()> {
+    if matches!(hook, CallHook::CallingHost) {
+        let root = context.async_call_stack()?.last();
+        let state = context.data_mut();
+        state.instance.writer().set(state.tasks.writer(root));
+        return Ok(());
+    }
     let state = context.data_mut();
+    if !state.count_guest_time {
+        return Ok(());
+    }
     match hook {
         CallHook::CallingWasm => {
             if state.wasm_depth == 0 {
