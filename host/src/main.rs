@@ -32,6 +32,18 @@ use clap::Parser;
 use crate::cli::{BuildArgs, Cli, Command, UpArgs};
 use crate::manifest::Manifest;
 
+/// jemalloc serves the host's allocations. A request allocates a few hundred
+/// times (hyper, wasmtime's host calls, the strings and lists it lowers into
+/// the guest), and glibc's allocator spent about 24k instructions of a 232k
+/// hello request on them, much of it in `_int_free` once its per-thread
+/// cache of each size was full; with jemalloc the request costs 213k
+/// (callgrind, `bench/profile`). jemalloc also purges every arena on demand,
+/// whichever thread freed into it, which gives a crowd's memory back (see
+/// `server::memory`).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
