@@ -15,6 +15,7 @@
 pub mod attribution;
 mod componentize;
 pub mod engine;
+pub mod guest_calls;
 pub mod guest_clock;
 mod imports;
 pub mod instance;

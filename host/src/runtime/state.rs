@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::attribution::TaskTable;
+use super::guest_calls::GuestCalls;
 use super::instance::InstanceShared;
 use super::outbound_hooks::OutboundHooks;
 use super::output::GuestOutput;
@@ -41,10 +42,9 @@ pub struct HostState {
     /// When the host last entered wasm from outside wasm (for the CPU time
     /// metric).
     pub entered_wasm: Option<u64>,
-    /// Entries into wasm not yet returned from: above 1 while the host calls
-    /// back into the guest during a guest call (`cabi_realloc` when lowering
-    /// strings and lists).
-    pub wasm_depth: u32,
+    /// The guest calls in progress and ended (for the CPU time metric and
+    /// the epoch callback).
+    pub guest_calls: GuestCalls,
     /// Nanoseconds spent in wasm not yet added to the component's counter
     /// (on [`super::guest_clock`]).
     pub wasm_time: u64,
@@ -81,7 +81,7 @@ impl HostState {
             tasks: TaskTable::default(),
             count_guest_time: false,
             entered_wasm: None,
-            wasm_depth: 0,
+            guest_calls: GuestCalls::default(),
             wasm_time: 0,
         }
     }

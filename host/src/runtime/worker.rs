@@ -115,8 +115,10 @@ impl ComponentHost {
 }
 
 /// The epoch callback: interrupts the guest when a request it serves is past
-/// its deadline, else lets other tasks on this thread run (a plain `Yield`
-/// starves them while a guest spins).
+/// its deadline; else, when the guest has run since the previous tick without
+/// returning, lets other tasks on this thread run (a plain `Yield` starves
+/// them while a guest spins). A guest that was merely running when the tick
+/// came goes on (see [`super::guest_calls`]).
 fn interrupt_past_deadline(
     mut context: StoreContextMut<'_, HostState>,
 ) -> wasmtime::Result<UpdateDeadline> {
@@ -125,45 +127,44 @@ fn interrupt_past_deadline(
         state.instance.set_timed_out();
         return Ok(UpdateDeadline::Interrupt);
     }
-    Ok(UpdateDeadline::YieldCustom(
-        1,
-        Box::pin(tokio::task::yield_now()),
-    ))
+    if state.guest_calls.ran_through_a_tick() {
+        return Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ));
+    }
+    Ok(UpdateDeadline::Continue(1))
 }
 
 /// The store's call hook. On each call into the host it names the request
-/// whose task is calling (see [`super::attribution`]). It also keeps
+/// whose task is calling (see [`super::attribution`]). It follows the
+/// store's guest calls ([`super::guest_calls`]) and keeps
 /// `wasm_guest_cpu_time_seconds_total`, on the cheap clock of `guest_clock`:
 /// host calls the guest makes count as its time; only the outermost entry
 /// and exit read the clock, so the host calling back into the guest during a
 /// guest call does not restart the outer measurement.
 fn on_call(mut context: StoreContextMut<'_, HostState>, hook: CallHook) -> wasmtime::Result<()> {
-    if matches!(hook, CallHook::CallingHost) {
-        let root = context.async_call_stack()?.last();
-        let state = context.data_mut();
-        state.instance.writer().set(state.tasks.writer(root));
-        return Ok(());
-    }
-    let state = context.data_mut();
-    if !state.count_guest_time {
-        return Ok(());
-    }
     match hook {
+        CallHook::CallingHost => {
+            let root = context.async_call_stack()?.last();
+            let state = context.data_mut();
+            state.instance.writer().set(state.tasks.writer(root));
+        }
         CallHook::CallingWasm => {
-            if state.wasm_depth == 0 {
+            let state = context.data_mut();
+            if state.guest_calls.enter() && state.count_guest_time {
                 state.entered_wasm = Some(guest_clock::now_nanos());
             }
-            state.wasm_depth += 1;
         }
         CallHook::ReturningFromWasm => {
-            state.wasm_depth = state.wasm_depth.saturating_sub(1);
-            if state.wasm_depth == 0
+            let state = context.data_mut();
+            if state.guest_calls.leave()
                 && let Some(entered) = state.entered_wasm.take()
             {
                 state.wasm_time += guest_clock::now_nanos().saturating_sub(entered);
             }
         }
-        CallHook::CallingHost | CallHook::ReturningFromHost => {}
+        CallHook::ReturningFromHost => {}
     }
     Ok(())
 }

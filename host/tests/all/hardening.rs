@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     AppDir, Host, Redis, agent, app_manifest, get, http_component, is_invocation, post_new_hero,
-    raw_exchange, raw_status, registry_and_chaos_manifest, send, start, wait_until,
+    raw_exchange, raw_status, registry_and_chaos_manifest, send, start, start_with_env, wait_until,
 };
 
 // ---------------------------------------------------------------- key-value
@@ -450,6 +450,50 @@ fn an_endless_guest_gets_504_on_time_while_healthy_requests_succeed() {
         ),
         1.0
     );
+}
+
+/// A spinning guest shares its thread: with one runtime worker
+/// (`TOKIO_WORKER_THREADS=1`), the admin port and another component answer
+/// while the loop runs, not after its timeout. The epoch callback makes a
+/// guest that has run through a whole tick yield; a guest that was merely
+/// running when the tick came goes on (the bench prices that: yielding at
+/// every tick cost hello's p99 on one core).
+#[test]
+fn a_spinning_guest_yields_its_one_worker_thread_to_other_requests() {
+    let _heavy = crate::support::exclusive();
+    let app = AppDir::new(&registry_and_chaos_manifest());
+    let host = Arc::new(start_with_env(
+        &app,
+        &["--request-timeout", "5s"],
+        &[("TOKIO_WORKER_THREADS", "1")],
+    ));
+    let looping = {
+        let host = host.clone();
+        std::thread::spawn(move || send(&agent(), "GET", &host.url("/chaos/loop"), None).status)
+    };
+    // A worker the loop starved would answer no scrape until the timeout.
+    wait_until(
+        "the admin port to report the loop in flight",
+        Duration::from_secs(4),
+        || host.metric_sum("http_server_active_requests", "") >= 1.0,
+    );
+    let agent = agent();
+    for _ in 0..20 {
+        assert_eq!(send(&agent, "GET", &host.url("/"), None).status, 200);
+    }
+    assert!(
+        !looping.is_finished(),
+        "the other requests were answered while the loop still ran"
+    );
+    assert_eq!(looping.join().unwrap(), 504);
+    // The loop's time counts as guest CPU time: one outermost guest call,
+    // through its yields, up to the interruption (most of the 5 s; a tenth
+    // of it allows for a busy machine).
+    let cpu = host.metric_sum(
+        "wasm_guest_cpu_time_seconds_total",
+        r#"spin_component="chaos""#,
+    );
+    assert!(cpu >= 0.5, "guest CPU time {cpu} s for a 5 s loop");
 }
 
 #[test]
