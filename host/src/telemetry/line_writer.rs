@@ -242,28 +242,30 @@ mod tests {
         assert_eq!(writer.dropped_lines(), 0);
     }
 
-    /// Waits until the writer has taken everything queued.
-    fn wait_until_taken(writer: &LineWriter) {
+    /// Waits (at most 10 s) until `done`, else fails naming `what`.
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !writer.shared.lock().buf.is_empty() {
+        while !done() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the writer never took its batch"
+                "never happened: {what}"
             );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 
+    /// Waits until the writer has taken everything queued.
+    fn wait_until_taken(writer: &LineWriter) {
+        wait_for("the writer takes its batch", || {
+            writer.shared.lock().buf.is_empty()
+        });
+    }
+
     /// Waits until the sink holds `text`.
     fn wait_until_written(sink: &Sink, text: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while String::from_utf8_lossy(&sink.written.lock().unwrap()) != text {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never written: {text:?}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for(&format!("{text:?} written"), || {
+            *sink.written.lock().unwrap() == text.as_bytes()
+        });
     }
 
     #[test]
@@ -273,21 +275,11 @@ mod tests {
         writer.push(b"busy\n");
         wait_until_written(&sink, "busy\n");
         // Its next look finds nothing, and it sleeps until woken.
-        wait_until_idle(&writer);
+        wait_for("the writer goes idle", || {
+            writer.shared.lock().writer_waiting
+        });
         writer.push(b"woken\n");
         wait_until_written(&sink, "busy\nwoken\n");
-    }
-
-    /// Waits until the writer sleeps on an empty buffer.
-    fn wait_until_idle(writer: &LineWriter) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !writer.shared.lock().writer_waiting {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the writer never went idle"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     #[test]
