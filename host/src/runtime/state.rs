@@ -37,17 +37,9 @@ pub struct HostState {
     /// The tasks of the requests the instance has started, with their
     /// deadlines.
     pub tasks: TaskTable,
-    /// Whether guest CPU time is measured.
-    pub count_guest_time: bool,
-    /// When the host last entered wasm from outside wasm (for the CPU time
-    /// metric).
-    pub entered_wasm: Option<u64>,
-    /// The guest calls in progress and ended (for the CPU time metric and
-    /// the epoch callback).
+    /// The guest calls in progress and ended, and their CPU time (for the
+    /// epoch callback and `wasm_guest_cpu_time_seconds_total`).
     pub guest_calls: GuestCalls,
-    /// Nanoseconds spent in wasm not yet added to the component's counter
-    /// (on [`super::guest_clock`]).
-    pub wasm_time: u64,
 }
 
 impl HostState {
@@ -79,10 +71,7 @@ impl HostState {
             limiter,
             instance,
             tasks: TaskTable::default(),
-            count_guest_time: false,
-            entered_wasm: None,
             guest_calls: GuestCalls::default(),
-            wasm_time: 0,
         }
     }
 

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::handler::{
 };
 
 use super::Settings;
-use super::guest_clock;
+use super::guest_calls::GuestCalls;
 use super::instance::InstanceShared;
 use super::invocation::RequestInfo;
 use super::outbound_hooks::OutboundHooks;
@@ -51,7 +51,7 @@ pub(super) struct ComponentShared {
 impl ComponentShared {
     /// Adds the store's unreported wasm time to the component's counter.
     fn report_wasm_time(&self, state: &mut HostState) {
-        let nanos = std::mem::take(&mut state.wasm_time);
+        let nanos = state.guest_calls.take_time();
         if nanos > 0 {
             self.wasm_time_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
@@ -105,7 +105,7 @@ impl ComponentHost {
             ),
         );
         let mut store = Store::new(&self.engine, state);
-        store.data_mut().count_guest_time = shared.metrics.enabled();
+        store.data_mut().guest_calls = GuestCalls::new(shared.metrics.enabled());
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(interrupt_past_deadline);
@@ -118,7 +118,7 @@ impl ComponentHost {
 /// its deadline; else, when the guest has run since the previous tick without
 /// returning, lets other tasks on this thread run (a plain `Yield` starves
 /// them while a guest spins). A guest that was merely running when the tick
-/// came goes on (see [`super::guest_calls`]).
+/// came goes on (see [`GuestCalls`]).
 fn interrupt_past_deadline(
     mut context: StoreContextMut<'_, HostState>,
 ) -> wasmtime::Result<UpdateDeadline> {
@@ -137,12 +137,9 @@ fn interrupt_past_deadline(
 }
 
 /// The store's call hook. On each call into the host it names the request
-/// whose task is calling (see [`super::attribution`]). It follows the
-/// store's guest calls ([`super::guest_calls`]) and keeps
-/// `wasm_guest_cpu_time_seconds_total`, on the cheap clock of `guest_clock`:
-/// host calls the guest makes count as its time; only the outermost entry
-/// and exit read the clock, so the host calling back into the guest during a
-/// guest call does not restart the outer measurement.
+/// whose task is calling (see [`super::attribution`]); on each entry into
+/// wasm and return from it, it tells the store's [`GuestCalls`], which keep
+/// their CPU time for `wasm_guest_cpu_time_seconds_total`.
 fn on_call(mut context: StoreContextMut<'_, HostState>, hook: CallHook) -> wasmtime::Result<()> {
     match hook {
         CallHook::CallingHost => {
@@ -151,18 +148,10 @@ fn on_call(mut context: StoreContextMut<'_, HostState>, hook: CallHook) -> wasmt
             state.instance.writer().set(state.tasks.writer(root));
         }
         CallHook::CallingWasm => {
-            let state = context.data_mut();
-            if state.guest_calls.enter() && state.count_guest_time {
-                state.entered_wasm = Some(guest_clock::now_nanos());
-            }
+            context.data_mut().guest_calls.enter();
         }
         CallHook::ReturningFromWasm => {
-            let state = context.data_mut();
-            if state.guest_calls.leave()
-                && let Some(entered) = state.entered_wasm.take()
-            {
-                state.wasm_time += guest_clock::now_nanos().saturating_sub(entered);
-            }
+            context.data_mut().guest_calls.leave();
         }
         CallHook::ReturningFromHost => {}
     }
