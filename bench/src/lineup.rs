@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::contender::{Builder, Contender, Serves};
-use crate::price::{INSTRUMENTATION, OVER_FASTAPI, OVER_LIKE_FOR_LIKE, OVER_PLAIN, TRACING};
+use crate::price::{
+    GET_OVER_PLAIN_HELLO, INSTRUMENTATION, OVER_FASTAPI, OVER_LIKE_FOR_LIKE, OVER_PLAIN, TRACING,
+};
 use crate::run::RunArgs;
 use crate::scenario::Scenario;
 use crate::server::Launch;
@@ -16,8 +18,11 @@ use crate::server::Launch;
 pub struct PricePlan {
     /// The feature.
     pub what: &'static str,
-    /// The load the rounds apply.
+    /// The load the rounds apply to the server with it.
     pub scenario: Scenario,
+    /// The load they apply to the server without it: the same scenario,
+    /// except when two scenarios are compared.
+    pub off_scenario: Scenario,
     /// The server with the feature.
     pub on: Contender,
     /// The server without it.
@@ -163,9 +168,10 @@ fn traced(b: &mut Builder<'_>, scratch: &Path, exe: &Path) -> (Contender, Launch
 
 /// The instrumentation priced on the single-hero read and on hello, tracing
 /// on the single-hero read, hero-host against both `wasmtime serve`s on hello
-/// and against FastAPI on the single-hero read, `list` and POST (the same
-/// rounds give those ratios a steadier figure than rows measured minutes
-/// apart); each only when its servers are in the line-up.
+/// and against FastAPI on the single-hero read, `list` and POST, and its
+/// single-hero read against plain `wasmtime serve`'s hello (the same rounds
+/// give those ratios, and their p99 ratios, a steadier figure than rows
+/// measured minutes apart); each only when its servers are in the line-up.
 fn price_plans(
     all: &[Contender],
     list: Scenario,
@@ -176,30 +182,37 @@ fn price_plans(
     let find = |key: &str| all.iter().find(|c| c.key == key).cloned();
     let mut plans = Vec::new();
     use Scenario::{GetHero, Hello, PostHero};
+    let same = |what, scenario, on, off| (what, (scenario, on), (scenario, off));
     let pairs = [
-        (INSTRUMENTATION, GetHero, "hero-host", "hero-host-off"),
-        (
+        same(INSTRUMENTATION, GetHero, "hero-host", "hero-host-off"),
+        same(
             INSTRUMENTATION,
             Hello,
             "hello-hero-host",
             "hello-hero-host-off",
         ),
-        (
+        same(
             OVER_LIKE_FOR_LIKE,
             Hello,
             "hello-hero-host",
             "hello-wasmtime-like",
         ),
-        (OVER_PLAIN, Hello, "hello-hero-host", "hello-wasmtime"),
-        (OVER_FASTAPI, GetHero, "hero-host", "fastapi"),
-        (OVER_FASTAPI, list, "hero-host", "fastapi"),
-        (OVER_FASTAPI, PostHero, "hero-host", "fastapi"),
+        same(OVER_PLAIN, Hello, "hello-hero-host", "hello-wasmtime"),
+        (
+            GET_OVER_PLAIN_HELLO,
+            (GetHero, "hero-host"),
+            (Hello, "hello-wasmtime"),
+        ),
+        same(OVER_FASTAPI, GetHero, "hero-host", "fastapi"),
+        same(OVER_FASTAPI, list, "hero-host", "fastapi"),
+        same(OVER_FASTAPI, PostHero, "hero-host", "fastapi"),
     ];
-    for (what, scenario, on, off) in pairs {
+    for (what, (scenario, on), (off_scenario, off)) in pairs {
         if let (Some(on), Some(off)) = (find(on), find(off)) {
             plans.push(PricePlan {
                 what,
                 scenario,
+                off_scenario,
                 on,
                 off,
                 sink: None,
@@ -211,6 +224,7 @@ fn price_plans(
         plans.push(PricePlan {
             what: TRACING,
             scenario: Scenario::GetHero,
+            off_scenario: Scenario::GetHero,
             on: traced,
             off,
             sink: Some(sink),
@@ -302,13 +316,27 @@ mod tests {
                 (INSTRUMENTATION, Scenario::Hello),
                 (OVER_LIKE_FOR_LIKE, Scenario::Hello),
                 (OVER_PLAIN, Scenario::Hello),
+                (GET_OVER_PLAIN_HELLO, Scenario::GetHero),
                 (TRACING, Scenario::GetHero),
             ]
         );
         let keys = |i: usize| (lineup.prices[i].on.key, lineup.prices[i].off.key);
         assert_eq!(keys(2), ("hello-hero-host", "hello-wasmtime-like"));
         assert_eq!(keys(3), ("hello-hero-host", "hello-wasmtime"));
-        let tracing = &lineup.prices[4];
+        assert_eq!(keys(4), ("hero-host", "hello-wasmtime"));
+        let scenarios: Vec<(Scenario, Scenario)> = lineup
+            .prices
+            .iter()
+            .map(|p| (p.scenario, p.off_scenario))
+            .collect();
+        assert_eq!(scenarios[4], (Scenario::GetHero, Scenario::Hello));
+        assert!(
+            scenarios
+                .iter()
+                .enumerate()
+                .all(|(i, (on, off))| i == 4 || on == off)
+        );
+        let tracing = &lineup.prices[5];
         let sink = tracing.sink.as_ref().unwrap();
         let endpoint = format!("http://{}", sink.listen);
         assert!(

@@ -15,9 +15,21 @@ pub const TRACING: &str = "tracing, 10% sampled";
 pub const OVER_LIKE_FOR_LIKE: &str = "hero-host over like-for-like wasmtime serve";
 /// What hero-host (telemetry on) costs over plain `wasmtime serve`, on hello.
 pub const OVER_PLAIN: &str = "hero-host over plain wasmtime serve";
+/// hero-host (telemetry on) reading one hero against plain `wasmtime serve`
+/// saying hello: two scenarios, one round; the "with" side is hero-host.
+pub const GET_OVER_PLAIN_HELLO: &str = "hero-host GET /heroes/{id} over plain wasmtime serve hello";
 /// What hero-host (as shipped) costs over the FastAPI app, on the registry:
 /// negative when it is faster (−200% is three times as fast).
 pub const OVER_FASTAPI: &str = "hero-host over FastAPI";
+
+/// What one side of a round measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Side {
+    /// Requests per second.
+    pub rps: f64,
+    /// The 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
 
 /// One round of an interleaved with/without measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -28,16 +40,35 @@ pub struct PriceRound {
     pub off_rps: f64,
     /// 1 − on ÷ off.
     pub cost: f64,
+    /// With the feature, p99 in ms.
+    pub on_p99_ms: f64,
+    /// Without it, p99 in ms.
+    pub off_p99_ms: f64,
 }
 
 impl PriceRound {
-    /// A round from its two throughputs.
-    pub fn new(on_rps: f64, off_rps: f64) -> Self {
+    /// A round from what its two sides measured.
+    pub fn new(on: Side, off: Side) -> Self {
         PriceRound {
-            on_rps,
-            off_rps,
-            cost: 1.0 - on_rps / off_rps,
+            on_rps: on.rps,
+            off_rps: off.rps,
+            cost: 1.0 - on.rps / off.rps,
+            on_p99_ms: on.p99_ms,
+            off_p99_ms: off.p99_ms,
         }
+    }
+
+    /// With ÷ without p99.
+    pub fn p99_ratio(&self) -> f64 {
+        self.on_p99_ms / self.off_p99_ms
+    }
+
+    /// A round of two throughputs and equal p99s, for tests of what is
+    /// made of throughputs.
+    #[cfg(test)]
+    pub fn of_rps(on_rps: f64, off_rps: f64) -> Self {
+        let side = |rps| Side { rps, p99_ms: 1.0 };
+        PriceRound::new(side(on_rps), side(off_rps))
     }
 }
 
@@ -56,6 +87,10 @@ pub struct PriceRow {
     pub rounds: Vec<PriceRound>,
     /// The median round's cost (the upper median for an even count).
     pub median_cost: Option<f64>,
+    /// The median of the rounds' with ÷ without p99 (the upper median for
+    /// an even count): both sides of a ratio measured within seconds of
+    /// each other, so that the machine's drift does not decide it.
+    pub median_p99_ratio: Option<f64>,
     /// Whether the rounds priced the feature: false when skipped, or when
     /// the feature turned out not to be on in the "with" server.
     pub priced: bool,
@@ -72,14 +107,13 @@ impl PriceRow {
         labels: (&str, &str),
         rounds: Vec<PriceRound>,
     ) -> Self {
-        let mut costs: Vec<f64> = rounds.iter().map(|r| r.cost).collect();
-        costs.sort_by(f64::total_cmp);
         PriceRow {
             what: what.into(),
             scenario,
             on_label: labels.0.into(),
             off_label: labels.1.into(),
-            median_cost: costs.get(costs.len() / 2).copied(),
+            median_cost: median(rounds.iter().map(|r| r.cost)),
+            median_p99_ratio: median(rounds.iter().map(PriceRound::p99_ratio)),
             priced: !rounds.is_empty(),
             rounds,
             note: None,
@@ -99,11 +133,23 @@ impl PriceRow {
         self.median_cost.filter(|_| self.priced)
     }
 
+    /// The median with ÷ without p99, when the rounds priced the feature.
+    pub fn p99_ratio(&self) -> Option<f64> {
+        self.median_p99_ratio.filter(|_| self.priced)
+    }
+
     /// Marks the rounds as pricing nothing, saying why.
     pub fn void(&mut self, why: String) {
         self.priced = false;
         self.note = Some(why);
     }
+}
+
+/// The upper median of `values`, if any.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 #[cfg(test)]
@@ -117,7 +163,7 @@ mod tests {
             (9_800.0, 10_000.0),
             (9_520.0, 10_000.0),
         ]
-        .map(|(on, off)| PriceRound::new(on, off))
+        .map(|(on, off)| PriceRound::of_rps(on, off))
         .to_vec();
         let price = PriceRow::new("instrumentation", Scenario::Hello, ("on", "off"), rounds);
         let median = price.cost().unwrap();
@@ -127,7 +173,7 @@ mod tests {
     #[test]
     fn the_upper_median_of_an_even_count() {
         let rounds = [0.9, 0.8, 0.95, 0.85]
-            .map(|on| PriceRound::new(on, 1.0))
+            .map(|on| PriceRound::of_rps(on, 1.0))
             .to_vec();
         let price = PriceRow::new("x", Scenario::GetHero, ("on", "off"), rounds);
         assert!((price.cost().unwrap() - 0.15).abs() < 1e-9);
@@ -141,10 +187,24 @@ mod tests {
             "tracing",
             Scenario::GetHero,
             ("on", "off"),
-            vec![PriceRound::new(1.0, 1.0)],
+            vec![PriceRound::of_rps(1.0, 1.0)],
         );
         noted.void("the sink received nothing".into());
-        assert_eq!(noted.cost(), None);
+        assert_eq!((noted.cost(), noted.p99_ratio()), (None, None));
         assert_eq!(noted.median_cost, Some(0.0));
+    }
+
+    #[test]
+    fn the_p99_ratio_is_the_median_of_the_rounds_ratios() {
+        // The middle p99s of each side (12 and 10) are from different
+        // rounds, and their ratio (1.2) is no round's: the median is taken
+        // over each round's own ratio (0.8, 1.5, 1.1).
+        let side = |rps, p99_ms| Side { rps, p99_ms };
+        let rounds = [(8.0, 10.0), (15.0, 10.0), (12.0, 10.9)]
+            .map(|(on, off)| PriceRound::new(side(9_000.0, on), side(10_000.0, off)))
+            .to_vec();
+        let price = PriceRow::new("x", Scenario::Hello, ("on", "off"), rounds);
+        let ratio = price.p99_ratio().unwrap();
+        assert!((ratio - 12.0 / 10.9).abs() < 1e-9, "{ratio}");
     }
 }

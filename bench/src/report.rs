@@ -386,17 +386,18 @@ fn prices(out: &mut String, results: &Results) {
             .iter()
             .map(|r| format!("{:.0}/{:.0} {:.1}%", r.on_rps, r.off_rps, r.cost * 100.0))
             .collect();
-        match price.median_cost {
-            Some(median) => {
+        match (price.median_cost, price.median_p99_ratio) {
+            (Some(median), Some(p99)) => {
                 let _ = writeln!(
                     out,
-                    "  {:<LABEL$} median {:>5.1}%   rounds (with/without req/s): {}",
+                    "  {:<LABEL$} median {:>5.1}%, p99 {:.2}× without's   rounds (with/without req/s): {}",
                     name,
                     median * 100.0,
+                    p99,
                     rounds.join(", ")
                 );
             }
-            None => {
+            _ => {
                 let _ = writeln!(out, "  {name:<LABEL$} not measured");
             }
         }

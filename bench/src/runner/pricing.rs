@@ -10,7 +10,7 @@ use super::{Runner, START_TIMEOUT, STOP_GRACE};
 use crate::client::Client;
 use crate::contender::Contender;
 use crate::lineup::PricePlan;
-use crate::price::{PriceRound, PriceRow};
+use crate::price::{PriceRound, PriceRow, Side};
 use crate::scenario::Scenario;
 use crate::server::{self, Launch, Server};
 use crate::sink::SinkStats;
@@ -70,9 +70,9 @@ impl Runner<'_> {
     /// runs the rounds.
     fn rounds(&self, plan: &PricePlan) -> anyhow::Result<Vec<PriceRound>> {
         let mut sides: Vec<(Server, Vec<String>)> = Vec::new();
-        for contender in [&plan.on, &plan.off] {
+        for (contender, scenario) in [(&plan.on, plan.scenario), (&plan.off, plan.off_scenario)] {
             let (server, _) = self.start_empty(contender)?;
-            sides.push((server, self.price_args(contender, plan.scenario)?));
+            sides.push((server, self.price_args(contender, scenario)?));
         }
         let client = Client {
             duration: self.args.price_slice.unwrap_or(self.client.duration),
@@ -80,17 +80,26 @@ impl Runner<'_> {
         };
         let mut rounds = Vec::new();
         for round in 0..self.args.price_rounds {
-            let mut rps = [0.0; 2];
+            let mut measured = [Side {
+                rps: 0.0,
+                p99_ms: 0.0,
+            }; 2];
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let (server, args) = &mut sides[side];
-                rps[side] = client.load(server, args)?.report.rps;
+                let report = client.load(server, args)?.report;
+                measured[side] = Side {
+                    rps: report.rps,
+                    p99_ms: report.latency.p99_ms,
+                };
             }
-            let round = PriceRound::new(rps[0], rps[1]);
+            let round = PriceRound::new(measured[0], measured[1]);
             eprintln!(
-                "   with {:.0} req/s, without {:.0} req/s: cost {:.1}%",
+                "   with {:.0} req/s p99 {:.2} ms, without {:.0} req/s p99 {:.2} ms: cost {:.1}%",
                 round.on_rps,
+                round.on_p99_ms,
                 round.off_rps,
+                round.off_p99_ms,
                 round.cost * 100.0
             );
             rounds.push(round);
