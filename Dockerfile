@@ -64,17 +64,18 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
     AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: wasmtime, hyper, SQLite, ... for hero-host, and
-# spin-sdk for the component.
-RUN cargo chef cook --locked --release --target "$(cat /rust-target)" -p hero-host --recipe-path recipe.json \
+# spin-sdk for the component. hero-host ships with the `dist` profile
+# (Cargo.toml: whole-program LTO, one codegen unit).
+RUN cargo chef cook --locked --profile dist --target "$(cat /rust-target)" -p hero-host --recipe-path recipe.json \
  && cargo chef cook --locked --release --target wasm32-wasip2 -p hero-registry --recipe-path recipe.json
 COPY . .
 RUN target="$(cat /rust-target)" \
  && cargo build --locked --release --target wasm32-wasip2 -p hero-registry \
- && cargo build --locked --release --target "$target" -p hero-host \
+ && cargo build --locked --profile dist --target "$target" -p hero-host \
  && mkdir -p /out/app/target/wasm32-wasip2/release /out/data \
  && cp spin.toml /out/app/spin.toml \
  && cp target/wasm32-wasip2/release/hero_registry.wasm /out/app/target/wasm32-wasip2/release/ \
- && cp "target/$target/release/hero-host" /out/hero-host
+ && cp "target/$target/dist/hero-host" /out/hero-host
 
 # bookworm, so the host's glibc matches the cross toolchain's (libc6-dev-*-cross
 # of the same release).
