@@ -43,6 +43,9 @@ pub struct InstanceShared {
     lane_stalls: Arc<AtomicUsize>,
     /// Wakes the instance's worker when it may accept a request again.
     waker: AtomicWaker,
+    /// Set while the worker refuses requests because as many as it may
+    /// serve at once are in flight: the next response to end wakes it.
+    refusing: AtomicBool,
     /// Who is calling the host now.
     writer: CurrentWriter,
     /// Set when the guest ran past a deadline.
@@ -75,6 +78,7 @@ impl InstanceShared {
             in_flight_count: AtomicUsize::new(0),
             lane_stalls,
             waker: AtomicWaker::new(),
+            refusing: AtomicBool::new(false),
             writer: CurrentWriter::default(),
             timed_out: AtomicBool::new(false),
             memory_refusals: AtomicU64::new(0),
@@ -107,11 +111,14 @@ impl InstanceShared {
             let before = in_flight.len();
             in_flight.retain(|r| !std::ptr::eq(&**r, request));
             if in_flight.len() < before {
-                self.in_flight_count.fetch_sub(1, Ordering::Relaxed);
+                self.in_flight_count.fetch_sub(1, Ordering::SeqCst);
             }
             in_flight.is_empty()
         };
-        if idle {
+        // Idle, the worker may end; below the limit, take the next request.
+        if idle
+            || (self.refusing.load(Ordering::SeqCst) && self.refusing.swap(false, Ordering::SeqCst))
+        {
             self.waker.wake();
         }
     }
@@ -120,12 +127,22 @@ impl InstanceShared {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Requests in flight (started, response not ended).
-    pub fn in_flight(&self) -> usize {
-        self.in_flight_count.load(Ordering::Relaxed)
+    /// Whether `limit` requests are in flight. While they are, the worker
+    /// is woken by the first of them to end, not only once all have: until
+    /// then it takes no request, and waiting for the last would leave
+    /// requests queued on an instance with room.
+    pub fn at_limit(&self, limit: usize) -> bool {
+        if self.in_flight_count.load(Ordering::SeqCst) < limit {
+            return false;
+        }
+        self.refusing.store(true, Ordering::SeqCst);
+        // A response that ended between the count and the flag missed the
+        // flag: count again (the flag left set costs one spare wake-up).
+        self.in_flight_count.load(Ordering::SeqCst) >= limit
     }
 
-    /// Registers the waker to call when the instance becomes idle.
+    /// Registers the waker to call when the instance may take a request
+    /// again, or has become idle.
     pub fn register_waker(&self, waker: &std::task::Waker) {
         self.waker.register(waker);
     }

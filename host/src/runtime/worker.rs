@@ -215,7 +215,7 @@ impl WorkerExpiration for Expiry {
         since: Instant,
     ) -> Poll<()> {
         let this = self.get_mut();
-        // The worker must look again when its last response ends (see
+        // The worker must look again when a response ends (see
         // `Worker::should_accept_request`).
         this.instance.register_waker(cx.waker());
         let timeout = match status {
@@ -267,7 +267,10 @@ impl WorkerState for Worker {
     fn should_accept_request(&self, _handling: usize, served: usize) -> ShouldAccept {
         if served >= self.component.max_reuse {
             ShouldAccept::Never
-        } else if self.instance.in_flight() >= self.component.settings.max_concurrent_reuse {
+        } else if self
+            .instance
+            .at_limit(self.component.settings.max_concurrent_reuse)
+        {
             // Counted until the response body has ended, not just until the
             // guest returned the response head.
             ShouldAccept::No

@@ -196,6 +196,55 @@ fn a_trap_on_a_shared_instance_fails_each_request_once_then_a_fresh_one_serves()
     assert_eq!(line["instance_reused"], false, "{line}");
 }
 
+/// An instance serving as many requests as it may at once takes the next
+/// one as soon as one of its own ends, not only once all have. Two at once:
+/// a short sleeper and a long one fill the first instance, two long ones a
+/// second; once the short one has answered, the next request goes to the
+/// first instance, and no third is made.
+#[test]
+fn an_instance_at_its_limit_takes_a_request_once_one_of_its_own_ends() {
+    let app = AppDir::new(&registry_and_chaos_manifest());
+    let host = start(&app, &["--max-instance-concurrent-reuse-count", "2"]);
+    // Each is sent once the one before is running, so the first two share
+    // the first instance and the next two the second.
+    let sleeper = |ms: u64, running: u32| {
+        let url = host.url(&format!("/chaos/sleep?ms={ms}"));
+        let sleeper = std::thread::spawn(move || send(&agent(), "GET", &url, None).status);
+        wait_until("the sleeper to start", Duration::from_secs(10), || {
+            host.metric_sum("http_server_active_requests", "") >= f64::from(running)
+        });
+        sleeper
+    };
+    let short = sleeper(300, 1);
+    let long: Vec<_> = (2..=4).map(|running| sleeper(6000, running)).collect();
+    let instances = || {
+        host.metric_sum(
+            "wasm_instantiation_duration_seconds_count",
+            r#"spin_component="chaos""#,
+        )
+    };
+    assert_eq!(instances(), 2.0, "two sleepers on each of two instances");
+    assert_eq!(short.join().unwrap(), 200);
+    // Its record ends after its lease, which frees the instance.
+    wait_until("the short sleeper's end", Duration::from_secs(10), || {
+        host.metric_sum("http_server_active_requests", "") <= 3.0
+    });
+
+    let next = get(&host.url("/chaos/next"));
+    assert_eq!(next.status, 200);
+    let line = host.wait_for_line("the next request's line", |l| {
+        is_invocation(l) && l["path"] == "/chaos/next"
+    });
+    assert_eq!(
+        (&line["instance_reused"], instances()),
+        (&true.into(), 2.0),
+        "the first instance had room once the short sleeper answered: {line}"
+    );
+    for sleeper in long {
+        assert_eq!(sleeper.join().unwrap(), 200);
+    }
+}
+
 fn is_marker(line: &Value) -> bool {
     line["source"] == "guest"
         && line["message"]
