@@ -400,6 +400,18 @@ mod tests {
         evaluate(results)
     }
 
+    /// Asserts each `(what, measured, met)`: the target whose title is
+    /// exactly `what` measured `measured` and was judged `met`.
+    fn assert_judged(targets: &[Target], expected: &[(&str, &str, bool)]) {
+        for &(what, measured, met) in expected {
+            let target = find(targets, what);
+            assert_eq!(
+                (target.what.as_str(), target.measured.as_str(), target.met),
+                (what, measured, Some(met))
+            );
+        }
+    }
+
     fn find<'a>(targets: &'a [Target], what: &str) -> &'a Target {
         targets
             .iter()
@@ -446,24 +458,21 @@ mod tests {
         priced(&mut results, OVER_LIKE_FOR_LIKE, Hello, on);
         let on = [30_000.0, 25_000.0, 35_000.0];
         let targets = priced(&mut results, OVER_FASTAPI, List { stored: 10_000 }, on);
-        for (what, measured, met) in [
-            (
-                "hello, telemetry on: req/s ÷ like-for-like wasmtime serve, median round",
-                "0.98×",
-                false,
-            ),
-            (
-                "GET /heroes?limit=100 at 10000: req/s ÷ FastAPI, median round",
-                "3.00×",
-                true,
-            ),
-        ] {
-            let target = find(&targets, what);
-            assert_eq!(
-                (target.what.as_str(), target.measured.as_str(), target.met),
-                (what, measured, Some(met))
-            );
-        }
+        assert_judged(
+            &targets,
+            &[
+                (
+                    "hello, telemetry on: req/s ÷ like-for-like wasmtime serve, median round",
+                    "0.98×",
+                    false,
+                ),
+                (
+                    "GET /heroes?limit=100 at 10000: req/s ÷ FastAPI, median round",
+                    "3.00×",
+                    true,
+                ),
+            ],
+        );
         let one_shot = [
             "hello, telemetry on: req/s ÷ plain",
             "GET /heroes/{id}: req/s",
@@ -516,29 +525,26 @@ mod tests {
         ];
         push(GET_OVER_PLAIN_HELLO, GetHero, hello);
         let targets = evaluate(&results);
-        for (what, measured, met) in [
-            (
-                "hello, telemetry on: p99 ÷ like-for-like p99, median round",
-                "1.05×",
-                false,
-            ),
-            (
-                "GET /heroes/{id}: p99 ÷ FastAPI p99, median round",
-                "0.08×",
-                true,
-            ),
-            (
-                "GET /heroes/{id}: req/s ÷ plain wasmtime serve on hello, median round",
-                "0.64×",
-                true,
-            ),
-        ] {
-            let target = find(&targets, what);
-            assert_eq!(
-                (target.what.as_str(), target.measured.as_str(), target.met),
-                (what, measured, Some(met))
-            );
-        }
+        assert_judged(
+            &targets,
+            &[
+                (
+                    "hello, telemetry on: p99 ÷ like-for-like p99, median round",
+                    "1.05×",
+                    false,
+                ),
+                (
+                    "GET /heroes/{id}: p99 ÷ FastAPI p99, median round",
+                    "0.08×",
+                    true,
+                ),
+                (
+                    "GET /heroes/{id}: req/s ÷ plain wasmtime serve on hello, median round",
+                    "0.64×",
+                    true,
+                ),
+            ],
+        );
     }
 
     #[test]
