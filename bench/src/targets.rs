@@ -103,30 +103,30 @@ impl Targets<'_> {
             .map(|r| r.peak_rss_mib)
     }
 
-    /// `on` ÷ `off` req/s in `scenario`: the median round of `what` when its
-    /// rounds ran, else the one-shot rows; with which it is.
-    fn ratio(&self, what: &str, scenario: Scenario, on: &str, off: &str) -> (How, Option<f64>) {
-        match self.price(what, scenario) {
+    /// `on` ÷ `off` req/s, each side a (scenario, contender) row: the median
+    /// round of `what` (priced in the scenario of `on`) when its rounds ran,
+    /// else the one-shot rows; with which it is.
+    fn ratio(&self, what: &str, on: (Scenario, &str), off: (Scenario, &str)) -> (How, Option<f64>) {
+        match self.price(what, on.0) {
             Some(cost) => (How::MedianRound, Some(1.0 - cost)),
             None => (
                 How::OneShot,
-                div(self.rps(scenario, on), self.rps(scenario, off)),
+                div(self.rps(on.0, on.1), self.rps(off.0, off.1)),
             ),
         }
     }
 
-    /// Pushes "`title`, how": `on` ÷ `off` req/s in `scenario` at least
-    /// `goal`, from the rounds that priced `what` when they ran (see
-    /// [`Targets::ratio`]).
+    /// Pushes "`title`, how": `on` ÷ `off` req/s at least `goal`, from the
+    /// rounds that priced `what` when they ran (see [`Targets::ratio`]).
     fn push_ratio(
         &mut self,
         issue: u32,
         title: &str,
-        (what, scenario): (&str, Scenario),
-        (on, off): (&str, &str),
+        what: &str,
+        (on, off): ((Scenario, &str), (Scenario, &str)),
         goal: f64,
     ) {
-        let (how, value) = self.ratio(what, scenario, on, off);
+        let (how, value) = self.ratio(what, on, off);
         let title = format!("{title}, {how}");
         self.push(issue, &title, Goal::AtLeast(goal), Unit::Times, value);
     }
@@ -204,7 +204,7 @@ fn issue_11(t: &mut Targets<'_>) {
     ];
     for (what, against, wasmtime, goal) in pairs {
         let title = format!("hello, telemetry on: req/s ÷ {wasmtime} wasmtime serve");
-        t.push_ratio(11, &title, (what, Hello), (on, against), goal);
+        t.push_ratio(11, &title, what, ((Hello, on), (Hello, against)), goal);
     }
     t.push_p99_ratio(
         11,
@@ -217,8 +217,8 @@ fn issue_11(t: &mut Targets<'_>) {
     t.push_ratio(
         11,
         title,
-        (OVER_FASTAPI, GetHero),
-        ("hero-host", "fastapi"),
+        OVER_FASTAPI,
+        ((GetHero, "hero-host"), (GetHero, "fastapi")),
         4.0,
     );
     t.push_p99_ratio(
@@ -228,15 +228,13 @@ fn issue_11(t: &mut Targets<'_>) {
         ((GetHero, "hero-host"), (GetHero, "fastapi")),
         0.1,
     );
-    let title = "GET /heroes/{id}: req/s ÷ plain wasmtime serve on hello";
-    let (what, price) = match t.price(GET_OVER_PLAIN_HELLO, GetHero) {
-        Some(cost) => (format!("{title}, {}", How::MedianRound), Some(1.0 - cost)),
-        None => (
-            format!("{title}, {}", How::OneShot),
-            div(t.rps(GetHero, "hero-host"), t.rps(Hello, "hello-wasmtime")),
-        ),
-    };
-    t.push(11, &what, Goal::AtLeast(0.6), Unit::Times, price);
+    t.push_ratio(
+        11,
+        "GET /heroes/{id}: req/s ÷ plain wasmtime serve on hello",
+        GET_OVER_PLAIN_HELLO,
+        ((GetHero, "hero-host"), (Hello, "hello-wasmtime")),
+        0.6,
+    );
     let value = div(t.peak_rss(Hello, on), t.peak_rss(Hello, "hello-wasmtime"));
     t.push(
         11,
@@ -265,7 +263,8 @@ fn instrumentation(
     keys: (&str, &str),
     goal: Goal,
 ) {
-    let (how, ratio) = t.ratio(crate::price::INSTRUMENTATION, scenario, keys.0, keys.1);
+    let sides = ((scenario, keys.0), (scenario, keys.1));
+    let (how, ratio) = t.ratio(crate::price::INSTRUMENTATION, sides.0, sides.1);
     let what = match how {
         How::MedianRound => format!("{name}: instrumentation cost, median round"),
         How::OneShot => format!("{name}: instrumentation cost, 1 − on ÷ off (one shot)"),
@@ -288,7 +287,8 @@ fn issue_12(t: &mut Targets<'_>) {
         "GET /heroes?limit=100 at {}: req/s ÷ FastAPI",
         config.seed_count
     );
-    t.push_ratio(12, &title, (OVER_FASTAPI, small), registry, 3.0);
+    let registry_in = |scenario| ((scenario, registry.0), (scenario, registry.1));
+    t.push_ratio(12, &title, OVER_FASTAPI, registry_in(small), 3.0);
     let what = format!(
         "GET /heroes?limit=100 at {} ÷ at {}",
         config.large_seed_count, config.seed_count
@@ -296,7 +296,7 @@ fn issue_12(t: &mut Targets<'_>) {
     let value = div(t.rps(large, "hero-host"), t.rps(small, "hero-host"));
     t.push(12, &what, Goal::AtLeast(0.8), Unit::Times, value);
     let title = "POST /heroes (durable): req/s ÷ FastAPI (in memory)";
-    t.push_ratio(12, title, (OVER_FASTAPI, PostHero), registry, 2.5);
+    t.push_ratio(12, title, OVER_FASTAPI, registry_in(PostHero), 2.5);
 }
 
 /// Traces: sampled tracing priced on the single-hero read.
