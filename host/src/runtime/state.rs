@@ -51,6 +51,7 @@ impl HostState {
         kv: KeyValueState,
         capabilities: InstanceCapabilities,
         limiter: MemoryLimiter,
+        guest_calls: GuestCalls,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // Spin's guest capabilities: the component's own environment and
@@ -71,7 +72,7 @@ impl HostState {
             limiter,
             instance,
             tasks: TaskTable::default(),
-            guest_calls: GuestCalls::default(),
+            guest_calls,
         }
     }
 

@@ -103,9 +103,9 @@ impl ComponentHost {
                 shared.memory.clone(),
                 instance,
             ),
+            GuestCalls::new(shared.metrics.enabled()),
         );
         let mut store = Store::new(&self.engine, state);
-        store.data_mut().guest_calls = GuestCalls::new(shared.metrics.enabled());
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(interrupt_past_deadline);
