@@ -19,6 +19,17 @@ const SMALL_FIELDS_RESERVE: usize = 512;
 /// Marks a value that was cut short.
 const ELLIPSIS: &str = "…";
 
+/// One part of a joined string field.
+#[derive(Clone, Copy)]
+pub enum Part<'a> {
+    /// Text the host knows needs no escaping: its own literals, HTTP
+    /// methods (tokens, which exclude quotes, backslashes and control
+    /// characters), digits. Copied as it is, unscanned.
+    Plain(&'a str),
+    /// Any text: escaped where needed.
+    Text(&'a str),
+}
+
 /// A JSON object being written into a reusable buffer.
 pub struct JsonLine {
     buf: Vec<u8>,
@@ -28,7 +39,7 @@ pub struct JsonLine {
 impl JsonLine {
     /// Starts a line with `timestamp` (RFC 3339 UTC, microseconds), `level`
     /// and `target`, the fields every line carries.
-    pub fn start(buf: Vec<u8>, at: SystemTime, level: &str, target: &str) -> Self {
+    pub fn start(buf: Vec<u8>, at: SystemTime, level: &'static str, target: &str) -> Self {
         let mut line = JsonLine {
             buf,
             truncated: false,
@@ -38,7 +49,7 @@ impl JsonLine {
         line.buf.extend_from_slice(b"\"timestamp\":\"");
         push_timestamp(&mut line.buf, at);
         line.buf.push(b'"');
-        line.str("level", level);
+        line.plain("level", level, usize::MAX);
         line.str("target", target);
         line
     }
@@ -63,11 +74,10 @@ impl JsonLine {
 
     /// Starts a field whose key needs no escaping.
     fn plain_key(&mut self, key: &str) {
-        self.buf.push(b',');
-        self.buf.push(b'"');
+        // Whole slices, not byte pushes: one capacity check each.
+        self.buf.extend_from_slice(b",\"");
         self.buf.extend_from_slice(key.as_bytes());
-        self.buf.push(b'"');
-        self.buf.push(b':');
+        self.buf.extend_from_slice(b"\":");
     }
 
     fn room(&self) -> usize {
@@ -77,7 +87,7 @@ impl JsonLine {
     /// Adds a string field, cut to at most `max` bytes of escaped text (and
     /// to what is left of the line).
     pub fn str_capped(&mut self, key: &'static str, value: &str, max: usize) {
-        self.str_joined(key, &[value], max);
+        self.str_joined(key, &[Part::Text(value)], max);
     }
 
     /// Adds a string field, cut to what is left of the line.
@@ -87,7 +97,7 @@ impl JsonLine {
 
     /// Adds a string field made of `parts` joined by spaces, cut like
     /// [`JsonLine::str_capped`].
-    pub fn str_joined(&mut self, key: &'static str, parts: &[&str], max: usize) {
+    pub fn str_joined(&mut self, key: &'static str, parts: &[Part<'_>], max: usize) {
         if self.room() < key.len() + 8 {
             self.truncated = true;
             return;
@@ -98,14 +108,23 @@ impl JsonLine {
         let start = self.buf.len();
         let limit = text_limit(budget);
         for (i, part) in parts.iter().enumerate() {
-            let cut = (i > 0 && escape_text(&mut self.buf, " ", start, limit))
-                || escape_text(&mut self.buf, part, start, limit);
+            let cut = (i > 0 && copy_plain(&mut self.buf, " ", start, limit))
+                || match part {
+                    Part::Plain(text) => copy_plain(&mut self.buf, text, start, limit),
+                    Part::Text(text) => escape_text(&mut self.buf, text, start, limit),
+                };
             if cut {
                 self.truncated = true;
                 break;
             }
         }
         self.buf.push(b'"');
+    }
+
+    /// Adds a string field the host knows needs no escaping (see
+    /// [`Part::Plain`]), cut like [`JsonLine::str_capped`] but not scanned.
+    pub fn plain(&mut self, key: &'static str, value: &str, max: usize) {
+        self.str_joined(key, &[Part::Plain(value)], max);
     }
 
     /// Adds a string field from a `Display` value whose text never needs
@@ -351,6 +370,21 @@ fn word_needs_escape(word: u64) -> bool {
     below(word, 0x20) || has(b'"') || has(b'\\') || has(0x7f)
 }
 
+/// Appends `value`, which needs no escaping, as long as the text written
+/// since `start` stays within `limit` bytes; when it would not, appends as
+/// much as fits and `…`, and returns true.
+fn copy_plain(buf: &mut Vec<u8>, value: &str, start: usize, limit: usize) -> bool {
+    debug_assert_eq!(plain_prefix(value.as_bytes()), value.len(), "{value:?}");
+    let room = limit.saturating_sub(buf.len() - start);
+    if value.len() <= room {
+        buf.extend_from_slice(value.as_bytes());
+        return false;
+    }
+    buf.extend_from_slice(&value.as_bytes()[..value.floor_char_boundary(room)]);
+    buf.extend_from_slice(ELLIPSIS.as_bytes());
+    true
+}
+
 /// Appends `value` escaped, as long as the text written since `start` stays
 /// within `limit` bytes; when it would not, appends `…` and returns true.
 /// Runs of plain text are copied whole.
@@ -542,7 +576,11 @@ mod tests {
     #[test]
     fn joins_parts_with_spaces_and_writes_plain_values() {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
-        line.str_joined("message", &["GET", "/a\"b", "200"], 100);
+        line.str_joined(
+            "message",
+            &[Part::Plain("GET"), Part::Text("/a\"b"), Part::Plain("200")],
+            100,
+        );
         for addr in ADDRS {
             line.socket_addr(addr, &addr.parse().unwrap());
         }

@@ -18,7 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::host_events::JsonEvents;
-use super::json_line::JsonLine;
+use super::json_line::{JsonLine, Part};
 use super::line_writer::{LineWriter, LineWriterGuard};
 use super::trace::{RequestId, SpanId, TraceId};
 
@@ -174,7 +174,7 @@ impl LogSink {
     pub(super) fn write_json(
         &self,
         at: SystemTime,
-        level: &str,
+        level: &'static str,
         target: &str,
         fill: impl FnOnce(&mut JsonLine),
     ) {
@@ -221,7 +221,11 @@ impl LogSink {
             let mut status = itoa::Buffer::new();
             line.str_joined(
                 "message",
-                &[inv.method, path, status.format(inv.status)],
+                &[
+                    Part::Plain(inv.method),
+                    Part::Text(path),
+                    Part::Plain(status.format(inv.status)),
+                ],
                 PATH_MAX + 32,
             );
             line.hex("request_id", inv.request_id);
@@ -229,7 +233,7 @@ impl LogSink {
             line.hex("span_id", inv.span_id);
             line.str("component", inv.component.unwrap_or(""));
             line.str("route", inv.route.unwrap_or(""));
-            line.str_capped("method", inv.method, 64);
+            line.plain("method", inv.method, 64);
             line.str_capped("path", inv.path, PATH_MAX);
             line.u64("status", u64::from(inv.status));
             line.millis("duration_ms", inv.duration);
