@@ -592,6 +592,32 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_is_cut_like_any_other_with_an_ellipsis_and_the_line_marked() {
+        let method = "PROPFIND-WITH-A-LONG-EXTENSION-NAME";
+        for max in 0..48 {
+            let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+            line.plain("method", method, max);
+            let parsed = parse(&line.finish());
+            let text = parsed["method"].as_str().unwrap();
+            // Whole when it fits with its quotes and room for the ellipsis,
+            // as any value.
+            let fits = method.len() + 2 + ELLIPSIS.len() <= max;
+            assert_eq!(text.ends_with(ELLIPSIS), !fits, "{max}: {text:?}");
+            if let Some(kept) = text.strip_suffix(ELLIPSIS) {
+                assert!(method.starts_with(kept), "{max}: {text:?}");
+                assert_eq!(parsed["truncated"], true, "{max}");
+                assert!(
+                    text.len() + 2 <= max.max(2 + ELLIPSIS.len()),
+                    "{max}: {text:?}"
+                );
+            } else {
+                assert_eq!(text, method, "{max}");
+                assert!(parsed.get("truncated").is_none(), "{max}");
+            }
+        }
+    }
+
+    #[test]
     fn every_cut_is_valid_json_and_a_prefix_of_the_value() {
         let value = "aé\"b\u{1}c€d\\e\n𝄞f";
         for max in 0..48 {
