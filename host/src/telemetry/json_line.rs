@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::trace::HexId;
@@ -28,6 +29,18 @@ pub enum Part<'a> {
     Plain(&'a str),
     /// Any text: escaped where needed.
     Text(&'a str),
+}
+
+/// Where a part of a string field went in its line: the range of the
+/// line's bytes that holds its escaped text.
+#[derive(Debug, Clone)]
+pub struct Written(Range<usize>);
+
+/// A string field opened: where its text starts and how many bytes of
+/// text it may take.
+struct OpenString {
+    start: usize,
+    limit: usize,
 }
 
 /// A JSON object being written into a reusable buffer.
@@ -87,7 +100,10 @@ impl JsonLine {
     /// Adds a string field, cut to at most `max` bytes of escaped text (and
     /// to what is left of the line).
     pub fn str_capped(&mut self, key: &'static str, value: &str, max: usize) {
-        self.str_joined(key, &[Part::Text(value)], max);
+        if let Some(text) = self.open_string(key, max) {
+            self.truncated |= escape_text(&mut self.buf, value, text.start, text.limit);
+            self.buf.push(b'"');
+        }
     }
 
     /// Adds a string field, cut to what is left of the line.
@@ -96,35 +112,77 @@ impl JsonLine {
     }
 
     /// Adds a string field made of `parts` joined by spaces, cut like
-    /// [`JsonLine::str_capped`].
-    pub fn str_joined(&mut self, key: &'static str, parts: &[Part<'_>], max: usize) {
-        if self.room() < key.len() + 8 {
-            self.truncated = true;
-            return;
-        }
-        self.key(key);
-        let budget = max.min(self.room().saturating_sub(SMALL_FIELDS_RESERVE));
-        self.buf.push(b'"');
-        let start = self.buf.len();
-        let limit = text_limit(budget);
-        for (i, part) in parts.iter().enumerate() {
-            let cut = (i > 0 && copy_plain(&mut self.buf, " ", start, limit))
-                || match part {
-                    Part::Plain(text) => copy_plain(&mut self.buf, text, start, limit),
-                    Part::Text(text) => escape_text(&mut self.buf, text, start, limit),
+    /// [`JsonLine::str_capped`]. Returns where each part's text went in the
+    /// line when none was cut (see [`JsonLine::str_again`]).
+    pub fn str_joined<const N: usize>(
+        &mut self,
+        key: &'static str,
+        parts: [Part<'_>; N],
+        max: usize,
+    ) -> Option<[Written; N]> {
+        let text = self.open_string(key, max)?;
+        let mut written = [const { Written(0..0) }; N];
+        for (i, part) in parts.into_iter().enumerate() {
+            let cut = (i > 0 && copy_plain(&mut self.buf, " ", text.start, text.limit)) || {
+                let begin = self.buf.len();
+                let cut = match part {
+                    Part::Plain(part) => copy_plain(&mut self.buf, part, text.start, text.limit),
+                    Part::Text(part) => escape_text(&mut self.buf, part, text.start, text.limit),
                 };
+                written[i] = Written(begin..self.buf.len());
+                cut
+            };
             if cut {
                 self.truncated = true;
-                break;
+                self.buf.push(b'"');
+                return None;
             }
         }
         self.buf.push(b'"');
+        Some(written)
     }
 
     /// Adds a string field the host knows needs no escaping (see
     /// [`Part::Plain`]), cut like [`JsonLine::str_capped`] but not scanned.
     pub fn plain(&mut self, key: &'static str, value: &str, max: usize) {
-        self.str_joined(key, &[Part::Plain(value)], max);
+        if let Some(text) = self.open_string(key, max) {
+            self.truncated |= copy_plain(&mut self.buf, value, text.start, text.limit);
+            self.buf.push(b'"');
+        }
+    }
+
+    /// Adds a string field whose value is `value`, already written whole in
+    /// this line at `earlier` (by [`JsonLine::str_joined`]): its escaped
+    /// text is copied rather than escaped again, unless it would be cut
+    /// here, when `value` is escaped and cut as [`JsonLine::str_capped`]
+    /// does.
+    pub fn str_again(&mut self, key: &'static str, value: &str, earlier: &Written, max: usize) {
+        let Some(text) = self.open_string(key, max) else {
+            return;
+        };
+        let Written(range) = earlier;
+        if range.len() <= text.limit {
+            self.buf.extend_from_within(range.clone());
+        } else {
+            self.truncated |= escape_text(&mut self.buf, value, text.start, text.limit);
+        }
+        self.buf.push(b'"');
+    }
+
+    /// Starts a string field (its key and opening quote) if there is room;
+    /// returns where its text starts and how long it may be.
+    fn open_string(&mut self, key: &'static str, max: usize) -> Option<OpenString> {
+        if self.room() < key.len() + 8 {
+            self.truncated = true;
+            return None;
+        }
+        self.key(key);
+        let limit = text_limit(max.min(self.room().saturating_sub(SMALL_FIELDS_RESERVE)));
+        self.buf.push(b'"');
+        Some(OpenString {
+            start: self.buf.len(),
+            limit,
+        })
     }
 
     /// Adds a string field from a `Display` value whose text never needs
@@ -578,7 +636,7 @@ mod tests {
         let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
         line.str_joined(
             "message",
-            &[Part::Plain("GET"), Part::Text("/a\"b"), Part::Plain("200")],
+            [Part::Plain("GET"), Part::Text("/a\"b"), Part::Plain("200")],
             100,
         );
         for addr in ADDRS {
@@ -589,6 +647,51 @@ mod tests {
         for addr in ADDRS {
             assert_eq!(value[addr], addr);
         }
+    }
+
+    #[test]
+    fn a_value_written_again_is_the_same_bytes_as_written_afresh() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        for value in [
+            "/heroes/01M91STDPR96CCRN3PAFXD76KX",
+            "/a\"b\\c\n\u{1}é𝄞",
+            "",
+        ] {
+            for max in 0..64 {
+                let build = |again: bool| {
+                    let mut line = JsonLine::start(Vec::new(), at, "info", "t");
+                    let written = line.str_joined(
+                        "message",
+                        [Part::Plain("GET"), Part::Text(value), Part::Plain("200")],
+                        usize::MAX,
+                    );
+                    let [_, text, _] = written.expect("a short message is whole");
+                    if again {
+                        line.str_again("path", value, &text, max);
+                    } else {
+                        line.str_capped("path", value, max);
+                    }
+                    line.finish()
+                };
+                let (again, afresh) = (build(true), build(false));
+                assert_eq!(
+                    String::from_utf8_lossy(&again),
+                    String::from_utf8_lossy(&afresh),
+                    "{value:?} at {max}"
+                );
+                assert_eq!(parse(&again)["message"], format!("GET {value} 200"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_joined_value_cut_short_says_where_nothing_went() {
+        let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+        let written = line.str_joined("message", [Part::Plain("GET"), Part::Text("/long")], 8);
+        assert!(written.is_none());
+        let parsed = parse(&line.finish());
+        assert_eq!(parsed["truncated"], true);
+        assert!(parsed["message"].as_str().unwrap().ends_with(ELLIPSIS));
     }
 
     #[test]

@@ -219,9 +219,9 @@ impl LogSink {
         self.write_json(now, level, "hero_host::request", |line| {
             let path = &inv.path[..inv.path.floor_char_boundary(PATH_MAX)];
             let mut status = itoa::Buffer::new();
-            line.str_joined(
+            let message = line.str_joined(
                 "message",
-                &[
+                [
                     Part::Plain(inv.method),
                     Part::Text(path),
                     Part::Plain(status.format(inv.status)),
@@ -234,7 +234,14 @@ impl LogSink {
             line.str("component", inv.component.unwrap_or(""));
             line.str("route", inv.route.unwrap_or(""));
             line.plain("method", inv.method, 64);
-            line.str_capped("path", inv.path, PATH_MAX);
+            // The path is in the message already, escaped: copied from
+            // there when the message holds all of it.
+            match message {
+                Some([_, path_text, _]) if path.len() == inv.path.len() => {
+                    line.str_again("path", inv.path, &path_text, PATH_MAX)
+                }
+                _ => line.str_capped("path", inv.path, PATH_MAX),
+            }
             line.u64("status", u64::from(inv.status));
             line.millis("duration_ms", inv.duration);
             line.u64("request_bytes", inv.request_bytes);
