@@ -46,7 +46,6 @@ use crate::routes::{DuplicateRoute, Router};
 use crate::runtime::Runtime;
 use crate::server::connection::ConnectionState;
 use crate::shutdown::Phase;
-use crate::telemetry::metrics::RouteSeries;
 
 /// Bodies up to this size are read whole before the request takes a slot
 /// and an instance; larger ones stream to the guest.
@@ -90,12 +89,11 @@ impl RouteTarget {
                 .with_context(|| format!("component `{component_id}` is not served"))?;
             Ok(RouteTarget {
                 component: index,
-                served: Arc::new(Served {
-                    route: route.into(),
-                    component: component.id.clone(),
-                    invocations: component.invocations.clone(),
-                    series: RouteSeries::default(),
-                }),
+                served: Arc::new(Served::new(
+                    route,
+                    component.id.clone(),
+                    component.invocations.clone(),
+                )),
                 headers: RouteHeaders::for_route(route)?,
             })
         })

@@ -17,6 +17,7 @@ use super::outcome::{ClientGone, ErrorType, Failure, Malformed};
 use crate::runtime::{InstanceLease, RequestInfo};
 use crate::server::connection::ConnectionState;
 use crate::shutdown::{Phase, Shutdown};
+use crate::telemetry::json_line::Fields;
 use crate::telemetry::logs::{Invocation, LogSink, level_of};
 use crate::telemetry::metrics::exemplars::ExemplarIds;
 use crate::telemetry::metrics::{
@@ -54,6 +55,22 @@ pub struct Served {
     pub invocations: Arc<InvocationCounts>,
     /// The route's request histograms, bound per series.
     pub series: RouteSeries,
+    /// `component` and `route` as every invocation line of the route
+    /// carries them, rendered once.
+    pub log_fields: Fields,
+}
+
+impl Served {
+    /// What serves `route`: `component`, counting into `invocations`.
+    pub fn new(route: &str, component: Arc<str>, invocations: Arc<InvocationCounts>) -> Self {
+        Served {
+            log_fields: Fields::strings(&[("component", &component), ("route", route)]),
+            route: route.into(),
+            component,
+            invocations,
+            series: RouteSeries::default(),
+        }
+    }
 }
 
 /// One request's record.
@@ -288,6 +305,7 @@ impl Record {
             span_id: &self.info.trace.span_id,
             component: self.served.as_ref().map(|s| &*s.component),
             route: self.served.as_ref().map(|s| &*s.route),
+            served_fields: self.served.as_ref().map(|s| &s.log_fields),
             method: self.method.as_str(),
             path: self.uri.path(),
             status: self.status.as_u16(),
@@ -415,12 +433,11 @@ mod tests {
     }
 
     fn served() -> Arc<Served> {
-        Arc::new(Served {
-            route: "/heroes/:id".into(),
-            component: "registry".into(),
-            invocations: Arc::default(),
-            series: RouteSeries::default(),
-        })
+        Arc::new(Served::new(
+            "/heroes/:id",
+            "registry".into(),
+            Arc::default(),
+        ))
     }
 
     /// The requests the metrics have finished, by status.

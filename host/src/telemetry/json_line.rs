@@ -31,6 +31,36 @@ pub enum Part<'a> {
     Text(&'a str),
 }
 
+/// String fields rendered once (keys, quotes, escaped values), for lines
+/// that all carry them with the same values: a route's component and route
+/// on every invocation line. Each value is cut at [`Fields::VALUE_MAX`]
+/// bytes, and a line that takes a cut one is marked truncated.
+#[derive(Debug, Clone, Default)]
+pub struct Fields {
+    text: Box<[u8]>,
+    truncated: bool,
+}
+
+impl Fields {
+    /// The longest value kept whole.
+    pub const VALUE_MAX: usize = 1024;
+
+    /// Renders `fields`, in order.
+    pub fn strings(fields: &[(&'static str, &str)]) -> Self {
+        let mut line = JsonLine {
+            buf: Vec::new(),
+            truncated: false,
+        };
+        for (key, value) in fields {
+            line.str_capped(key, value, Self::VALUE_MAX);
+        }
+        Fields {
+            text: line.buf.into_boxed_slice(),
+            truncated: line.truncated,
+        }
+    }
+}
+
 /// Where a part of a string field went in its line: the range of the
 /// line's bytes that holds its escaped text.
 #[derive(Debug, Clone)]
@@ -291,6 +321,15 @@ impl JsonLine {
         }
         self.any_key(key);
         self.buf.extend_from_slice(json);
+    }
+
+    /// Adds fields rendered once beforehand (see [`Fields`]); if they do
+    /// not fit, the line is marked truncated and they are left out.
+    pub fn fields(&mut self, fields: &Fields) {
+        if self.fits(fields.text.len()) {
+            self.buf.extend_from_slice(&fields.text);
+            self.truncated |= fields.truncated;
+        }
     }
 
     /// Closes the object and adds the newline; returns the line.
@@ -682,6 +721,41 @@ mod tests {
                 assert_eq!(parse(&again)["message"], format!("GET {value} 200"));
             }
         }
+    }
+
+    #[test]
+    fn fields_rendered_once_read_as_fields_written_each_time() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let route = "/heroes/:id/\"odd\"\\route";
+        let rendered = Fields::strings(&[("component", "hero-registry"), ("route", route)]);
+        let mut once = JsonLine::start(Vec::new(), at, "info", "t");
+        once.fields(&rendered);
+        once.u64("status", 200);
+        let mut each = JsonLine::start(Vec::new(), at, "info", "t");
+        each.str("component", "hero-registry");
+        each.str("route", route);
+        each.u64("status", 200);
+        let once = once.finish();
+        assert_eq!(
+            String::from_utf8_lossy(&once),
+            String::from_utf8_lossy(&each.finish())
+        );
+        assert_eq!(parse(&once)["route"], route);
+    }
+
+    #[test]
+    fn a_rendered_value_cut_marks_every_line_that_takes_it() {
+        let long = "r".repeat(Fields::VALUE_MAX + 1);
+        let rendered = Fields::strings(&[("route", &long)]);
+        let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
+        line.fields(&rendered);
+        let parsed = parse(&line.finish());
+        assert_eq!(parsed["truncated"], true);
+        let kept = parsed["route"].as_str().unwrap();
+        assert!(
+            kept.ends_with(ELLIPSIS) && kept.len() <= Fields::VALUE_MAX,
+            "{kept}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::host_events::JsonEvents;
-use super::json_line::{JsonLine, Part};
+use super::json_line::{Fields, JsonLine, Part};
 use super::line_writer::{LineWriter, LineWriterGuard};
 use super::trace::{RequestId, SpanId, TraceId};
 
@@ -137,6 +137,9 @@ pub struct Invocation<'a> {
     pub component: Option<&'a str>,
     /// The matched route as written in the manifest.
     pub route: Option<&'a str>,
+    /// `component` and `route` rendered once for the route's lines (see
+    /// `Served::log_fields`).
+    pub served_fields: Option<&'a Fields>,
     /// The request method, as sent.
     pub method: &'a str,
     /// The request path, without the query string.
@@ -231,8 +234,13 @@ impl LogSink {
             line.hex("request_id", inv.request_id);
             line.hex("trace_id", inv.trace_id);
             line.hex("span_id", inv.span_id);
-            line.str("component", inv.component.unwrap_or(""));
-            line.str("route", inv.route.unwrap_or(""));
+            match inv.served_fields {
+                Some(fields) => line.fields(fields),
+                None => {
+                    line.str("component", inv.component.unwrap_or(""));
+                    line.str("route", inv.route.unwrap_or(""));
+                }
+            }
             line.plain("method", inv.method, 64);
             // The path is in the message already, escaped: copied from
             // there when the message holds all of it.
@@ -435,6 +443,7 @@ mod tests {
             trace_id: &TraceId::from_bits(2),
             span_id: &SpanId::from_bits(3),
             component: None,
+            served_fields: None,
             route: None,
             method: "GET",
             path: &path,
