@@ -768,48 +768,41 @@ mod tests {
         assert!(parsed["message"].as_str().unwrap().ends_with(ELLIPSIS));
     }
 
-    #[test]
-    fn plain_text_is_cut_like_any_other_with_an_ellipsis_and_the_line_marked() {
-        let method = "PROPFIND-WITH-A-LONG-EXTENSION-NAME";
+    /// Writes `value` with `write` under every cap from 0 to 47: whole when
+    /// its escaped text, its quotes and room for the ellipsis fit, else a
+    /// prefix ending in `…` on a line marked truncated; valid JSON always.
+    fn assert_cut_at_every_cap(value: &str, write: impl Fn(&mut JsonLine, &str, usize)) {
+        let escaped = serde_json::to_string(value).unwrap().len();
         for max in 0..48 {
             let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
-            line.plain("method", method, max);
+            write(&mut line, value, max);
             let parsed = parse(&line.finish());
-            let text = parsed["method"].as_str().unwrap();
-            // Whole when it fits with its quotes and room for the ellipsis,
-            // as any value.
-            let fits = method.len() + 2 + ELLIPSIS.len() <= max;
-            assert_eq!(text.ends_with(ELLIPSIS), !fits, "{max}: {text:?}");
-            if let Some(kept) = text.strip_suffix(ELLIPSIS) {
-                assert!(method.starts_with(kept), "{max}: {text:?}");
-                assert_eq!(parsed["truncated"], true, "{max}");
-                assert!(
-                    text.len() + 2 <= max.max(2 + ELLIPSIS.len()),
-                    "{max}: {text:?}"
-                );
-            } else {
-                assert_eq!(text, method, "{max}");
-                assert!(parsed.get("truncated").is_none(), "{max}");
+            let written = parsed["v"].as_str().unwrap();
+            let fits = escaped + ELLIPSIS.len() <= max;
+            match written.strip_suffix(ELLIPSIS) {
+                Some(prefix) => {
+                    assert!(!fits, "{max}: {written:?}");
+                    assert!(value.starts_with(prefix), "{max}: {written:?}");
+                    assert_eq!(parsed["truncated"], true, "{max}");
+                }
+                None => {
+                    assert!(fits, "{max}: {written:?}");
+                    assert_eq!(written, value, "{max}");
+                    assert!(parsed.get("truncated").is_none(), "{max}");
+                }
             }
         }
     }
 
     #[test]
     fn every_cut_is_valid_json_and_a_prefix_of_the_value() {
-        let value = "aé\"b\u{1}c€d\\e\n𝄞f";
-        for max in 0..48 {
-            let mut line = JsonLine::start(Vec::new(), SystemTime::now(), "info", "t");
-            line.str_capped("v", value, max);
-            let parsed = parse(&line.finish());
-            let written = parsed["v"].as_str().unwrap();
-            match written.strip_suffix('…') {
-                Some(prefix) => {
-                    assert!(value.starts_with(prefix), "{max}: {written:?}");
-                    assert_eq!(parsed["truncated"], true);
-                }
-                None => assert_eq!(written, value, "{max}"),
-            }
-        }
+        assert_cut_at_every_cap("aé\"b\u{1}c€d\\e\n𝄞f", |line, value, max| {
+            line.str_capped("v", value, max)
+        });
+        // Plain text, copied unscanned, is cut alike.
+        assert_cut_at_every_cap("PROPFIND-WITH-A-LONG-EXTENSION", |line, value, max| {
+            line.plain("v", value, max)
+        });
     }
 
     #[test]
