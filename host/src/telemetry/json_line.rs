@@ -35,7 +35,7 @@ pub enum Part<'a> {
 /// that all carry them with the same values: a route's component and route
 /// on every invocation line. Each value is cut at [`Fields::VALUE_MAX`]
 /// bytes, and a line that takes a cut one is marked truncated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Fields {
     text: Box<[u8]>,
     truncated: bool,
@@ -63,7 +63,7 @@ impl Fields {
 
 /// Where a part of a string field went in its line: the range of the
 /// line's bytes that holds its escaped text.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Written(Range<usize>);
 
 /// A string field opened: where its text starts and how many bytes of
