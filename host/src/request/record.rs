@@ -57,14 +57,17 @@ pub struct Served {
     pub series: RouteSeries,
     /// `component` and `route` as every invocation line of the route
     /// carries them, rendered once.
-    pub log_fields: Fields,
+    pub log_fields: Arc<Fields>,
 }
 
 impl Served {
     /// What serves `route`: `component`, counting into `invocations`.
     pub fn new(route: &str, component: Arc<str>, invocations: Arc<InvocationCounts>) -> Self {
         Served {
-            log_fields: Fields::strings(&[("component", &component), ("route", route)]),
+            log_fields: Arc::new(Fields::strings(&[
+                ("component", &component),
+                ("route", route),
+            ])),
             route: route.into(),
             component,
             invocations,

@@ -1,5 +1,7 @@
 //! The stdout writer behind every log line: requests append whole lines to a
 //! shared buffer, and one thread writes that buffer out in batches.
+//! Invocation lines are queued unformatted ([`InvocationEntry`]) and
+//! formatted by that thread, in order with the lines around them.
 //!
 //! Handing each line to a writer thread on its own costs a wake-up, a
 //! context switch and a `write` per line, which at thousands of requests a
@@ -12,12 +14,15 @@
 //! are dropped and counted; a request never waits for stdout.
 
 use std::io::Write;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
+
+use super::invocation_line::{Invocation, InvocationEntry};
 
 /// How long the writer lets lines gather after waking; bounds how late a
 /// line reaches stdout when stdout keeps up. Every wake-up of the writer
@@ -26,6 +31,8 @@ use tracing_subscriber::fmt::MakeWriter;
 const COALESCE: Duration = Duration::from_millis(10);
 /// Capacity a drained buffer keeps for the next batch.
 const KEPT_CAPACITY: usize = 256 * 1024;
+/// Lines a drained queue keeps room for.
+const ENTRIES_KEPT: usize = 1024;
 
 /// Appends lines for the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -48,10 +55,80 @@ struct Shared {
 }
 
 struct Queue {
-    buf: Vec<u8>,
+    pending: Pending,
     /// The writer sleeps on `wake` and must be notified.
     writer_waiting: bool,
     stopping: bool,
+}
+
+/// What is queued, in order: lines formatted already and invocation lines
+/// to format, their bytes in one arena.
+struct Pending {
+    entries: Vec<Entry>,
+    /// The invocation lines, in the order of their entries.
+    invocations: Vec<InvocationEntry>,
+    arena: Vec<u8>,
+}
+
+/// One queued line.
+enum Entry {
+    /// A whole line (newline included) at this range of the arena.
+    Line(Range<usize>),
+    /// The next invocation line.
+    Invocation,
+}
+
+impl Pending {
+    fn with_capacity(bytes: usize) -> Self {
+        Pending {
+            entries: Vec::with_capacity(ENTRIES_KEPT),
+            invocations: Vec::with_capacity(ENTRIES_KEPT),
+            arena: Vec::with_capacity(bytes),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes it holds, counted against the bound.
+    fn size(&self) -> usize {
+        self.arena.len()
+            + self.entries.len() * std::mem::size_of::<Entry>()
+            + self.invocations.len() * std::mem::size_of::<InvocationEntry>()
+    }
+
+    /// Writes every line out, formatting the invocation lines in `scratch`,
+    /// and empties itself.
+    fn write_to(&mut self, out: &mut impl Write, formatted: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        formatted.clear();
+        let mut invocations = self.invocations.drain(..);
+        for entry in self.entries.drain(..) {
+            match entry {
+                Entry::Line(range) => formatted.extend_from_slice(&self.arena[range]),
+                Entry::Invocation => {
+                    // Pushed with its entry, under the same lock.
+                    let Some(entry) = invocations.next() else {
+                        continue;
+                    };
+                    let line = entry.format(&self.arena, std::mem::take(scratch));
+                    formatted.extend_from_slice(&line);
+                    *scratch = line;
+                }
+            }
+        }
+        drop(invocations);
+        self.arena.clear();
+        // Nowhere to report a failing stdout but stdout; the lines are lost.
+        let _ = out.write_all(formatted).and_then(|()| out.flush());
+    }
+
+    /// Gives back memory a burst took, keeping room for a usual batch.
+    fn shrink(&mut self) {
+        self.arena.shrink_to(KEPT_CAPACITY);
+        self.entries.shrink_to(ENTRIES_KEPT);
+        self.invocations.shrink_to(ENTRIES_KEPT);
+    }
 }
 
 impl Shared {
@@ -64,14 +141,15 @@ impl Shared {
 
 impl LineWriter {
     /// Starts the writer thread on `out`, buffering at most `max_buffered`
-    /// bytes of lines not yet written.
+    /// bytes of lines not yet written (invocation lines counted as their
+    /// queued entries and texts).
     pub fn start(
         out: impl Write + Send + 'static,
         max_buffered: usize,
     ) -> std::io::Result<(LineWriter, LineWriterGuard)> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                buf: Vec::with_capacity(KEPT_CAPACITY),
+                pending: Pending::with_capacity(KEPT_CAPACITY),
                 writer_waiting: false,
                 stopping: false,
             }),
@@ -97,13 +175,36 @@ impl LineWriter {
     /// Queues one complete line (newline included), or drops and counts it
     /// when the buffer is full.
     pub fn push(&self, line: &[u8]) {
+        self.queue(line.len(), |pending| {
+            let start = pending.arena.len();
+            pending.arena.extend_from_slice(line);
+            Entry::Line(start..pending.arena.len())
+        });
+    }
+
+    /// Queues the invocation line of `inv`, stamped `at`, to be formatted
+    /// by the writer thread; or drops and counts it when the buffer is full.
+    pub fn push_invocation(&self, inv: &Invocation<'_>, at: std::time::SystemTime) {
+        let size = InvocationEntry::text_bytes(inv) + std::mem::size_of::<InvocationEntry>();
+        self.queue(size, |pending| {
+            let entry = InvocationEntry::new(inv, at, &mut pending.arena);
+            pending.invocations.push(entry);
+            Entry::Invocation
+        });
+    }
+
+    /// Queues the entry `make` returns (having added what it holds to the
+    /// queue), unless its `size` bytes would pass the bound.
+    fn queue(&self, size: usize, make: impl FnOnce(&mut Pending) -> Entry) {
         let mut queue = self.shared.lock();
-        if queue.buf.len() + line.len() > self.shared.max_buffered {
+        let size = size + std::mem::size_of::<Entry>();
+        if queue.pending.size() + size > self.shared.max_buffered {
             drop(queue);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        queue.buf.extend_from_slice(line);
+        let entry = make(&mut queue.pending);
+        queue.pending.entries.push(entry);
         if queue.writer_waiting {
             queue.writer_waiting = false;
             drop(queue);
@@ -123,10 +224,12 @@ impl LineWriter {
 /// write, so that under steady load no request has to wake it (a `futex`
 /// call in the request and two context switches a batch, saved).
 fn write_batches(shared: &Shared, mut out: impl Write) {
-    let mut batch = Vec::with_capacity(KEPT_CAPACITY);
+    let mut batch = Pending::with_capacity(KEPT_CAPACITY);
+    let mut formatted = Vec::with_capacity(KEPT_CAPACITY);
+    let mut scratch = Vec::new();
     let mut queue = shared.lock();
     loop {
-        if queue.buf.is_empty() {
+        if queue.pending.is_empty() {
             if queue.stopping {
                 return; // everything is written
             }
@@ -142,13 +245,12 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
             }
             continue;
         }
-        std::mem::swap(&mut queue.buf, &mut batch);
+        std::mem::swap(&mut queue.pending, &mut batch);
         let stopping = queue.stopping;
         drop(queue);
-        // Nowhere to report a failing stdout but stdout; the lines are lost.
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
-        batch.clear();
-        batch.shrink_to(KEPT_CAPACITY);
+        batch.write_to(&mut out, &mut formatted, &mut scratch);
+        batch.shrink();
+        formatted.shrink_to(KEPT_CAPACITY);
         if !stopping {
             std::thread::sleep(COALESCE);
         }
@@ -242,6 +344,87 @@ mod tests {
         assert_eq!(writer.dropped_lines(), 0);
     }
 
+    /// Invocation lines, formatted by the writer thread, come out in the
+    /// place they were queued among the formatted lines, from every thread.
+    #[test]
+    fn invocation_lines_keep_their_place_among_formatted_lines() {
+        use crate::telemetry::invocation_line::Invocation;
+        use crate::telemetry::trace::{RequestId, SpanId, TraceId};
+
+        let sink = Sink::default();
+        let (writer, guard) = LineWriter::start(sink.clone(), 1 << 20).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    let ids = (
+                        RequestId::from_bits(t),
+                        TraceId::from_bits(2),
+                        SpanId::from_bits(3),
+                    );
+                    for i in 0..500 {
+                        writer.push(format!("{{\"before\":\"{t} {i}\"}}\n").as_bytes());
+                        let path = format!("/{t}/{i}");
+                        writer.push_invocation(
+                            &Invocation {
+                                level: "info",
+                                request_id: &ids.0,
+                                trace_id: &ids.1,
+                                span_id: &ids.2,
+                                component: Some("c"),
+                                route: None,
+                                served_fields: None,
+                                method: "GET",
+                                path: &path,
+                                status: 200,
+                                duration: Duration::from_millis(1),
+                                request_bytes: 0,
+                                response_bytes: 0,
+                                client_addr: "127.0.0.1:1".parse().unwrap(),
+                                user_agent: Some(b"agent"),
+                                instance_reused: Some(true),
+                                error: None,
+                            },
+                            std::time::SystemTime::now(),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        drop(guard);
+        let written = String::from_utf8(sink.written.lock().unwrap().clone()).unwrap();
+        let mut expected_after: [Option<String>; 4] = Default::default();
+        let mut count = 0;
+        for line in written.lines() {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(before) = line["before"].as_str() {
+                let (t, i) = before.split_once(' ').unwrap();
+                let t: usize = t.parse().unwrap();
+                assert!(expected_after[t].is_none(), "{before}: a line went missing");
+                expected_after[t] = Some(format!("/{t}/{i}"));
+            } else {
+                let path = line["path"].as_str().unwrap();
+                let t: usize = path[1..2].parse().unwrap();
+                assert_eq!(
+                    expected_after[t].take().as_deref(),
+                    Some(path),
+                    "its invocation line follows each line"
+                );
+                assert_eq!(line["user_agent"], "agent");
+                assert_eq!(
+                    line["request_id"],
+                    RequestId::from_bits(t as u128).to_string()
+                );
+                count += 1;
+            }
+        }
+        assert_eq!(count, 2000);
+        assert_eq!(writer.dropped_lines(), 0);
+    }
+
     /// Waits (at most 10 s) until `done`, else fails naming `what`.
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -257,7 +440,7 @@ mod tests {
     /// Waits until the writer has taken everything queued.
     fn wait_until_taken(writer: &LineWriter) {
         wait_for("the writer takes its batch", || {
-            writer.shared.lock().buf.is_empty()
+            writer.shared.lock().pending.is_empty()
         });
     }
 

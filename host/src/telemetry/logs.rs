@@ -6,30 +6,26 @@
 //! (`tracing`). A dedicated thread writes to stdout; when stdout is slower
 //! than the requests, lines queue up to a bound and then are dropped and
 //! counted (`hero_host_log_dropped_lines_total`), never blocking a request.
-//! Lines are formatted into a per-thread buffer, so a request allocates
-//! nothing for its line.
+//! A request allocates nothing for its lines: the invocation line is queued
+//! unformatted and formatted by the writer thread (`invocation_line`), guest
+//! lines are formatted into a per-thread buffer.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::host_events::JsonEvents;
-use super::json_line::{Fields, JsonLine, Part};
+use super::json_line::JsonLine;
 use super::line_writer::{LineWriter, LineWriterGuard};
-use super::trace::{RequestId, SpanId, TraceId};
 
 pub use super::guest_origin::{GuestOrigin, GuestStream, GuestWriter, Outside};
+pub use super::invocation_line::{Invocation, level_of};
 
 /// Bytes of lines buffered between requests and the stdout writer.
 const BUFFERED_BYTES: usize = 16 * 1024 * 1024;
-/// Cap of a request path in a log line, in escaped bytes.
-const PATH_MAX: usize = 2048;
-/// Cap of a user agent.
-const USER_AGENT_MAX: usize = 512;
 /// Cap of a guest line's message.
 const GUEST_MESSAGE_MAX: usize = 8192;
 
@@ -123,55 +119,6 @@ impl LogSink {
     }
 }
 
-/// What the invocation line says about one request.
-pub struct Invocation<'a> {
-    /// `error` for 5xx and guest failures, `warn` for 4xx, else `info`.
-    pub level: &'static str,
-    /// Unique per request.
-    pub request_id: &'a RequestId,
-    /// W3C trace id (from `traceparent`, or new).
-    pub trace_id: &'a TraceId,
-    /// This request's span id.
-    pub span_id: &'a SpanId,
-    /// The component that served it, if a route matched.
-    pub component: Option<&'a str>,
-    /// The matched route as written in the manifest.
-    pub route: Option<&'a str>,
-    /// `component` and `route` rendered once for the route's lines (see
-    /// `Served::log_fields`).
-    pub served_fields: Option<&'a Fields>,
-    /// The request method, as sent.
-    pub method: &'a str,
-    /// The request path, without the query string.
-    pub path: &'a str,
-    /// The response status.
-    pub status: u16,
-    /// Request head to end of response.
-    pub duration: Duration,
-    /// Request body bytes read.
-    pub request_bytes: u64,
-    /// Response body bytes written.
-    pub response_bytes: u64,
-    /// The peer.
-    pub client_addr: SocketAddr,
-    /// `User-Agent`, raw.
-    pub user_agent: Option<&'a [u8]>,
-    /// Whether the guest ran on an instance reused from an earlier request
-    /// (`None` when no guest ran).
-    pub instance_reused: Option<bool>,
-    /// Why it failed, when it did (`timeout`, `trap: ...`, `client gone`).
-    pub error: Option<&'a str>,
-}
-
-/// The level of a response status: error for 5xx, warn for 4xx, else info.
-pub fn level_of(status: u16) -> &'static str {
-    match status {
-        500.. => "error",
-        400..=499 => "warn",
-        _ => "info",
-    }
-}
-
 impl LogSink {
     /// Formats a JSON line in this thread's buffer and queues it.
     pub(super) fn write_json(
@@ -219,54 +166,8 @@ impl LogSink {
             self.writer.push(line.as_bytes());
             return;
         }
-        self.write_json(now, level, "hero_host::request", |line| {
-            let path = &inv.path[..inv.path.floor_char_boundary(PATH_MAX)];
-            let mut status = itoa::Buffer::new();
-            let message = line.str_joined(
-                "message",
-                [
-                    Part::Plain(inv.method),
-                    Part::Text(path),
-                    Part::Plain(status.format(inv.status)),
-                ],
-                PATH_MAX + 32,
-            );
-            line.hex("request_id", inv.request_id);
-            line.hex("trace_id", inv.trace_id);
-            line.hex("span_id", inv.span_id);
-            match inv.served_fields {
-                Some(fields) => line.fields(fields),
-                None => {
-                    line.str("component", inv.component.unwrap_or(""));
-                    line.str("route", inv.route.unwrap_or(""));
-                }
-            }
-            line.plain("method", inv.method, 64);
-            // The path is in the message already, escaped: copied from
-            // there when the message holds all of it.
-            match message {
-                Some([_, path_text, _]) if path.len() == inv.path.len() => {
-                    line.str_again("path", inv.path, &path_text, PATH_MAX)
-                }
-                _ => line.str_capped("path", inv.path, PATH_MAX),
-            }
-            line.u64("status", u64::from(inv.status));
-            line.millis("duration_ms", inv.duration);
-            line.u64("request_bytes", inv.request_bytes);
-            line.u64("response_bytes", inv.response_bytes);
-            line.socket_addr("client_addr", &inv.client_addr);
-            match inv.user_agent {
-                Some(agent) => line.bytes_capped("user_agent", agent, USER_AGENT_MAX),
-                None => line.str("user_agent", ""),
-            }
-            match inv.instance_reused {
-                Some(reused) => line.bool("instance_reused", reused),
-                None => line.raw("instance_reused", b"null"),
-            }
-            if let Some(error) = inv.error {
-                line.str_capped("error", error, 1024);
-            }
-        });
+        // Formatted by the writer thread (see `invocation_line`).
+        self.writer.push_invocation(inv, now);
     }
 
     /// Writes one line the guest printed. A line that is a JSON object has
@@ -395,14 +296,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_follow_status() {
-        assert_eq!(level_of(200), "info");
-        assert_eq!(level_of(304), "info");
-        assert_eq!(level_of(404), "warn");
-        assert_eq!(level_of(503), "error");
-    }
-
-    #[test]
     fn guest_levels_are_normalized() {
         assert_eq!(normalize_level("WARNING"), Some("warn"));
         assert_eq!(normalize_level("fatal"), Some("error"));
@@ -415,57 +308,5 @@ mod tests {
         assert!(parse_object(b"[1]").is_none());
         assert!(parse_object(b"{not json").is_none());
         assert!(parse_object(b"plain text").is_none());
-    }
-
-    #[test]
-    fn cuts_long_paths_on_char_boundaries_and_keeps_the_status() {
-        #[derive(Clone, Default)]
-        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Captured::default();
-        let (writer, guard) = LineWriter::start(out.clone(), 1 << 20).unwrap();
-        let sink = LogSink {
-            writer,
-            format: LogFormat::Json,
-        };
-        let path = format!("/{}", "é".repeat(PATH_MAX));
-        sink.invocation(&Invocation {
-            level: "info",
-            request_id: &RequestId::from_bits(1),
-            trace_id: &TraceId::from_bits(2),
-            span_id: &SpanId::from_bits(3),
-            component: None,
-            served_fields: None,
-            route: None,
-            method: "GET",
-            path: &path,
-            status: 200,
-            duration: Duration::from_millis(1),
-            request_bytes: 0,
-            response_bytes: 0,
-            client_addr: "127.0.0.1:1".parse().unwrap(),
-            user_agent: None,
-            instance_reused: None,
-            error: None,
-        });
-        drop(guard);
-        let line: serde_json::Value = serde_json::from_slice(&out.0.lock().unwrap()).unwrap();
-        let message = line["message"].as_str().unwrap();
-        assert!(
-            message.starts_with("GET /éé") && message.ends_with("é 200"),
-            "{message}"
-        );
-        assert!(message.len() <= PATH_MAX + 8, "{}", message.len());
-        let cut = line["path"].as_str().unwrap();
-        assert!(cut.ends_with('…') && cut.len() <= PATH_MAX, "{}", cut.len());
-        assert_eq!(line["truncated"], true);
     }
 }

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod guest_origin;
 pub mod guest_records;
 pub mod host_events;
+pub mod invocation_line;
 pub mod json_line;
 pub mod line_writer;
 pub mod logs;
