@@ -314,16 +314,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_every_line_whole_and_in_order_from_many_threads() {
+    /// Runs `write(writer, thread, i)` for `i` in `0..count` on each of 4
+    /// threads at once, then stops the writer; returns what it wrote.
+    fn write_from_threads(
+        count: u32,
+        write: impl Fn(&LineWriter, u32, u32) + Send + Sync + 'static,
+    ) -> (String, LineWriter) {
         let sink = Sink::default();
         let (writer, guard) = LineWriter::start(sink.clone(), 1 << 20).unwrap();
+        let write = Arc::new(write);
         let threads: Vec<_> = (0..4)
             .map(|t| {
-                let writer = writer.clone();
+                let (writer, write) = (writer.clone(), write.clone());
                 std::thread::spawn(move || {
-                    for i in 0..2000 {
-                        writer.push(format!("{t} {i}\n").as_bytes());
+                    for i in 0..count {
+                        write(&writer, t, i);
                     }
                 })
             })
@@ -333,6 +338,14 @@ mod tests {
         }
         drop(guard);
         let written = String::from_utf8(sink.written.lock().unwrap().clone()).unwrap();
+        (written, writer)
+    }
+
+    #[test]
+    fn writes_every_line_whole_and_in_order_from_many_threads() {
+        let (written, writer) = write_from_threads(2000, |writer, t, i| {
+            writer.push(format!("{t} {i}\n").as_bytes())
+        });
         let mut next = [0u32; 4];
         for line in written.lines() {
             let (t, i) = line.split_once(' ').unwrap();
@@ -351,51 +364,37 @@ mod tests {
         use crate::telemetry::invocation_line::Invocation;
         use crate::telemetry::trace::{RequestId, SpanId, TraceId};
 
-        let sink = Sink::default();
-        let (writer, guard) = LineWriter::start(sink.clone(), 1 << 20).unwrap();
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let writer = writer.clone();
-                std::thread::spawn(move || {
-                    let ids = (
-                        RequestId::from_bits(t),
-                        TraceId::from_bits(2),
-                        SpanId::from_bits(3),
-                    );
-                    for i in 0..500 {
-                        writer.push(format!("{{\"before\":\"{t} {i}\"}}\n").as_bytes());
-                        let path = format!("/{t}/{i}");
-                        writer.push_invocation(
-                            &Invocation {
-                                level: "info",
-                                request_id: &ids.0,
-                                trace_id: &ids.1,
-                                span_id: &ids.2,
-                                component: Some("c"),
-                                route: None,
-                                served_fields: None,
-                                method: "GET",
-                                path: &path,
-                                status: 200,
-                                duration: Duration::from_millis(1),
-                                request_bytes: 0,
-                                response_bytes: 0,
-                                client_addr: "127.0.0.1:1".parse().unwrap(),
-                                user_agent: Some(b"agent"),
-                                instance_reused: Some(true),
-                                error: None,
-                            },
-                            std::time::SystemTime::now(),
-                        );
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        drop(guard);
-        let written = String::from_utf8(sink.written.lock().unwrap().clone()).unwrap();
+        let (written, writer) = write_from_threads(500, |writer, t, i| {
+            let ids = (
+                RequestId::from_bits(t.into()),
+                TraceId::from_bits(2),
+                SpanId::from_bits(3),
+            );
+            writer.push(format!("{{\"before\":\"{t} {i}\"}}\n").as_bytes());
+            let path = format!("/{t}/{i}");
+            writer.push_invocation(
+                &Invocation {
+                    level: "info",
+                    request_id: &ids.0,
+                    trace_id: &ids.1,
+                    span_id: &ids.2,
+                    component: Some("c"),
+                    route: None,
+                    served_fields: None,
+                    method: "GET",
+                    path: &path,
+                    status: 200,
+                    duration: Duration::from_millis(1),
+                    request_bytes: 0,
+                    response_bytes: 0,
+                    client_addr: "127.0.0.1:1".parse().unwrap(),
+                    user_agent: Some(b"agent"),
+                    instance_reused: Some(true),
+                    error: None,
+                },
+                std::time::SystemTime::now(),
+            );
+        });
         let mut expected_after: [Option<String>; 4] = Default::default();
         let mut count = 0;
         for line in written.lines() {
