@@ -357,43 +357,43 @@ mod tests {
         assert_eq!(writer.dropped_lines(), 0);
     }
 
+    /// Queues the invocation line of a GET of `path`, its request id
+    /// `request`.
+    fn push_invocation(writer: &LineWriter, request: u32, path: &str) {
+        use crate::telemetry::trace::{RequestId, SpanId, TraceId};
+        writer.push_invocation(
+            &Invocation {
+                level: "info",
+                request_id: &RequestId::from_bits(request.into()),
+                trace_id: &TraceId::from_bits(2),
+                span_id: &SpanId::from_bits(3),
+                component: Some("c"),
+                route: None,
+                served_fields: None,
+                method: "GET",
+                path,
+                status: 200,
+                duration: Duration::from_millis(1),
+                request_bytes: 0,
+                response_bytes: 0,
+                client_addr: "127.0.0.1:1".parse().unwrap(),
+                user_agent: Some(b"agent"),
+                instance_reused: Some(true),
+                error: None,
+            },
+            std::time::SystemTime::now(),
+        );
+    }
+
     /// Invocation lines, formatted by the writer thread, come out in the
     /// place they were queued among the formatted lines, from every thread.
     #[test]
     fn invocation_lines_keep_their_place_among_formatted_lines() {
-        use crate::telemetry::invocation_line::Invocation;
-        use crate::telemetry::trace::{RequestId, SpanId, TraceId};
+        use crate::telemetry::trace::RequestId;
 
         let (written, writer) = write_from_threads(500, |writer, t, i| {
-            let ids = (
-                RequestId::from_bits(t.into()),
-                TraceId::from_bits(2),
-                SpanId::from_bits(3),
-            );
             writer.push(format!("{{\"before\":\"{t} {i}\"}}\n").as_bytes());
-            let path = format!("/{t}/{i}");
-            writer.push_invocation(
-                &Invocation {
-                    level: "info",
-                    request_id: &ids.0,
-                    trace_id: &ids.1,
-                    span_id: &ids.2,
-                    component: Some("c"),
-                    route: None,
-                    served_fields: None,
-                    method: "GET",
-                    path: &path,
-                    status: 200,
-                    duration: Duration::from_millis(1),
-                    request_bytes: 0,
-                    response_bytes: 0,
-                    client_addr: "127.0.0.1:1".parse().unwrap(),
-                    user_agent: Some(b"agent"),
-                    instance_reused: Some(true),
-                    error: None,
-                },
-                std::time::SystemTime::now(),
-            );
+            push_invocation(writer, t, &format!("/{t}/{i}"));
         });
         let mut expected_after: [Option<String>; 4] = Default::default();
         let mut count = 0;
@@ -473,8 +473,10 @@ mod tests {
         // then fills and further lines are refused.
         writer.push(b"first\n");
         wait_until_taken(&writer);
-        for _ in 0..500 {
+        // Formatted lines and invocation lines count against one bound.
+        for i in 0..500 {
             writer.push(b"0123456789\n");
+            push_invocation(&writer, 1, &format!("/{i}"));
         }
         assert!(writer.dropped_lines() > 0);
         drop(held);
@@ -492,7 +494,7 @@ mod tests {
         assert!(written.ends_with("after\n"));
         assert_eq!(
             written.lines().count() as u64 + dropped,
-            502,
+            1002,
             "every line written or counted"
         );
     }
