@@ -215,31 +215,36 @@ impl InvocationEntry {
     }
 }
 
+/// A GET of `path` with `ids`, answered 200, no route matched (for tests).
+#[cfg(test)]
+pub(crate) fn invocation<'a>(
+    path: &'a str,
+    ids: &'a (RequestId, TraceId, SpanId),
+) -> Invocation<'a> {
+    Invocation {
+        level: "info",
+        request_id: &ids.0,
+        trace_id: &ids.1,
+        span_id: &ids.2,
+        component: None,
+        served_fields: None,
+        route: None,
+        method: "GET",
+        path,
+        status: 200,
+        duration: Duration::from_millis(1),
+        request_bytes: 0,
+        response_bytes: 0,
+        client_addr: "127.0.0.1:1".parse().unwrap(),
+        user_agent: None,
+        instance_reused: None,
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn invocation<'a>(path: &'a str, ids: &'a (RequestId, TraceId, SpanId)) -> Invocation<'a> {
-        Invocation {
-            level: "info",
-            request_id: &ids.0,
-            trace_id: &ids.1,
-            span_id: &ids.2,
-            component: None,
-            served_fields: None,
-            route: None,
-            method: "GET",
-            path,
-            status: 200,
-            duration: Duration::from_millis(1),
-            request_bytes: 0,
-            response_bytes: 0,
-            client_addr: "127.0.0.1:1".parse().unwrap(),
-            user_agent: None,
-            instance_reused: None,
-            error: None,
-        }
-    }
 
     fn ids() -> (RequestId, TraceId, SpanId) {
         (

@@ -360,29 +360,18 @@ mod tests {
     /// Queues the invocation line of a GET of `path`, its request id
     /// `request`.
     fn push_invocation(writer: &LineWriter, request: u32, path: &str) {
+        use crate::telemetry::invocation_line::invocation;
         use crate::telemetry::trace::{RequestId, SpanId, TraceId};
-        writer.push_invocation(
-            &Invocation {
-                level: "info",
-                request_id: &RequestId::from_bits(request.into()),
-                trace_id: &TraceId::from_bits(2),
-                span_id: &SpanId::from_bits(3),
-                component: Some("c"),
-                route: None,
-                served_fields: None,
-                method: "GET",
-                path,
-                status: 200,
-                duration: Duration::from_millis(1),
-                request_bytes: 0,
-                response_bytes: 0,
-                client_addr: "127.0.0.1:1".parse().unwrap(),
-                user_agent: Some(b"agent"),
-                instance_reused: Some(true),
-                error: None,
-            },
-            std::time::SystemTime::now(),
+        let ids = (
+            RequestId::from_bits(request.into()),
+            TraceId::from_bits(2),
+            SpanId::from_bits(3),
         );
+        let mut line = invocation(path, &ids);
+        line.component = Some("c");
+        line.user_agent = Some(b"agent");
+        line.instance_reused = Some(true);
+        writer.push_invocation(&line, std::time::SystemTime::now());
     }
 
     /// Invocation lines, formatted by the writer thread, come out in the
