@@ -2,6 +2,7 @@
 //! the host interfaces guests call on them: `spin:key-value@3.0.0` and
 //! `wasi:keyvalue` 2024-10-17 (store, atomics, batch), both on the same keys.
 
+mod checkpointer;
 pub mod host;
 pub mod lock_wait;
 pub mod operation;

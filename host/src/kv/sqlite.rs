@@ -15,6 +15,8 @@
 //! `SQLITE_BUSY`, having changed nothing, and the caller retries without
 //! blocking anything (see `super::lock_wait`). Blocking the worker instead
 //! would stall every request the guest instance serves at the same time.
+//! For the same reason checkpoints, which wait for the disk, run on a thread
+//! of their own (`super::checkpointer`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,6 +29,7 @@ use rusqlite::{
 };
 
 use super::StoreError;
+use super::checkpointer::{Checkpointer, Thresholds};
 
 /// How long opening a database waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +64,10 @@ pub enum SqliteDb {
         /// one connection per worker thread is ever out; the lock is held only
         /// to pop or push.
         idle: Mutex<Vec<Connection>>,
+        /// Checkpoints the WAL off the serving threads; every pooled
+        /// connection's commits ask it to. Dropped after `idle`, so its
+        /// connection is the last to close.
+        checkpointer: Checkpointer,
     },
     /// An in-memory database: one connection, or it would be another database.
     Memory(Mutex<Connection>),
@@ -80,16 +87,31 @@ impl SqliteDb {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create the directory {}", parent.display()))?;
         }
-        let connection = open_waiting(path)
+        Self::open_file(path, Thresholds::default())
+    }
+
+    /// Opens the database file at `path`, its checkpoints asked for at
+    /// `thresholds`.
+    fn open_file(path: &Path, thresholds: Thresholds) -> anyhow::Result<Self> {
+        let cannot_open = || format!("cannot open the SQLite key-value store {}", path.display());
+        let mut connection = open_waiting(path)
             // Typed, so that start-up can tell a lock held too long (worth
             // retrying) from a bad path.
             .map_err(StoreError::from)
-            .with_context(|| {
-                format!("cannot open the SQLite key-value store {}", path.display())
-            })?;
+            .with_context(cannot_open)?;
+        let own = connect(Some(path))
+            .map_err(StoreError::from)
+            .with_context(cannot_open)?;
+        let checkpointer = Checkpointer::start(own, thresholds)
+            .context("cannot start the key-value store's checkpoint thread")?;
+        checkpointer
+            .serve(&mut connection)
+            .map_err(StoreError::from)
+            .with_context(cannot_open)?;
         Ok(SqliteDb::File {
             path: path.to_owned(),
             idle: Mutex::new(vec![connection]),
+            checkpointer,
         })
     }
 
@@ -100,11 +122,19 @@ impl SqliteDb {
                 &connection.lock().unwrap_or_else(|p| p.into_inner()),
                 op,
             )?),
-            SqliteDb::File { path, idle } => {
+            SqliteDb::File {
+                path,
+                idle,
+                checkpointer,
+            } => {
                 let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let connection = match pooled {
                     Some(connection) => connection,
-                    None => connect(Some(path))?,
+                    None => {
+                        let mut connection = connect(Some(path))?;
+                        checkpointer.serve(&mut connection)?;
+                        connection
+                    }
                 };
                 let result = run(&connection, op);
                 idle.lock()
@@ -253,7 +283,7 @@ fn open_waiting(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Whether another connection's lock refused `error`'s operation.
-fn is_busy(error: &rusqlite::Error) -> bool {
+pub(super) fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
