@@ -65,10 +65,7 @@ impl StoreError {
     /// operation changed nothing and may be retried.
     pub fn is_busy(&self) -> bool {
         match self {
-            StoreError::Sqlite(error) => matches!(
-                error.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            StoreError::Sqlite(error) => sqlite::is_busy(error),
             StoreError::Redis(_) | StoreError::Refused(_) => false,
         }
     }

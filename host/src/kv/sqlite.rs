@@ -481,6 +481,60 @@ pub(crate) mod tests {
         (dir, Arc::new(db))
     }
 
+    /// Every connection of the pool hands its checkpoints to the thread:
+    /// the first one, and one opened while another is out.
+    #[test]
+    fn every_pooled_connection_asks_the_checkpoint_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let thresholds = Thresholds {
+            request: 8,
+            inline: std::ffi::c_int::MAX,
+        };
+        let db = SqliteDb::open_file(&dir.path().join("kv.db"), thresholds).unwrap();
+        let SqliteDb::File { checkpointer, .. } = &db else {
+            unreachable!("a file database")
+        };
+        let write_rows = |c: &Connection, from: usize| -> rusqlite::Result<()> {
+            for i in from..from + 32 {
+                c.execute(UPSERT, params!["default", format!("k{i}"), vec![1u8; 4096]])?;
+            }
+            Ok(())
+        };
+        let checkpointed_after = |before: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while checkpointer.completed() <= before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            checkpointer.completed()
+        };
+
+        db.with(|c| write_rows(c, 0)).unwrap();
+        let after_first = checkpointed_after(0);
+        assert!(
+            after_first > 0,
+            "the first connection's commits never asked"
+        );
+
+        // The first connection is out while this runs: the pool opens a
+        // second one, which alone commits these rows.
+        db.with(|_first| {
+            db.with(|second| write_rows(second, 32))
+                .map_err(|error| match error {
+                    StoreError::Sqlite(error) => error,
+                    other => panic!("{other}"),
+                })
+        })
+        .unwrap();
+        assert!(
+            checkpointed_after(after_first) > after_first,
+            "the second connection's commits never asked"
+        );
+        let rows: i64 = db
+            .with(|c| c.query_row("SELECT count(*) FROM spin_key_value", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(rows, 64);
+    }
+
     #[test]
     fn stores_reads_and_deletes_values() {
         let (_dir, db) = temp_db();
