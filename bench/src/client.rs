@@ -69,19 +69,8 @@ impl Client {
     /// Runs `hero-bench load` with `args` against `server`, watching its
     /// memory.
     pub fn load(&self, server: &mut Server, args: &[String]) -> anyhow::Result<Measured> {
-        let mut all = [
-            "load",
-            "--addr",
-            &server.listen.to_string(),
-            "--concurrency",
-            &self.concurrency.to_string(),
-            "--warmup",
-            &format!("{}ms", self.warmup.as_millis()),
-            "--duration",
-            &format!("{}ms", self.duration.as_millis()),
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut all = vec!["load".to_owned()];
+        all.extend(self.load_flags(server));
         all.extend_from_slice(args);
         let reset = server.reset_peak();
         let mut child = self
@@ -118,6 +107,63 @@ impl Client {
             peak_kib,
             end_kib,
         })
+    }
+
+    /// Runs `hero-bench alternate`: the two `(server, load args)` sides of
+    /// `sides` loaded in turns of `turn`, each measured for this client's
+    /// duration; reports each side, in the order given.
+    pub fn alternate(
+        &self,
+        sides: [(&mut Server, &[String]); 2],
+        turn: Duration,
+    ) -> anyhow::Result<[LoadReport; 2]> {
+        let flags: Vec<Vec<String>> = sides
+            .iter()
+            .map(|(server, args)| {
+                let mut flags = self.load_flags(server);
+                flags.extend_from_slice(args);
+                flags
+            })
+            .collect();
+        let mut all = vec![
+            "alternate".to_owned(),
+            "--turn".to_owned(),
+            format!("{}ms", turn.as_millis()),
+        ];
+        for (which, flags) in ["--first", "--second"].into_iter().zip(&flags) {
+            all.push(which.to_owned());
+            all.push(serde_json::to_string(flags)?);
+        }
+        let output = self
+            .command(&all)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running hero-bench alternate")?;
+        if !output.status.success() {
+            bail!("the load generator failed ({})", output.status);
+        }
+        for (server, _) in sides {
+            if !server.running() {
+                bail!("the server on {} died under load", server.listen);
+            }
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// The flags of a load on `server` with this client's settings.
+    fn load_flags(&self, server: &Server) -> Vec<String> {
+        [
+            "--addr",
+            &server.listen.to_string(),
+            "--concurrency",
+            &self.concurrency.to_string(),
+            "--warmup",
+            &format!("{}ms", self.warmup.as_millis()),
+            "--duration",
+            &format!("{}ms", self.duration.as_millis()),
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// `wrk -t1` on the load generator's core, same connections and duration

@@ -3,6 +3,8 @@
 //! - `hero-bench run` starts every contender in turn, drives it, and prints and
 //!   saves the comparison table (`bench/run` builds everything and calls it);
 //! - `hero-bench load` is the closed-loop HTTP/1.1 load generator;
+//! - `hero-bench alternate` loads two servers in short turns, to price what
+//!   one has and the other lacks;
 //! - `hero-bench seed` creates heroes and writes their ids for `load`;
 //! - `hero-bench hello` is the bare hyper hello server, the ceiling;
 //! - `hero-bench sink` is a stand-in OTLP/HTTP collector that counts what it
@@ -30,6 +32,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
@@ -49,6 +52,9 @@ enum Command {
     /// Drive one server with a closed-loop load and print what it measured
     /// as JSON.
     Load(Box<LoadArgs>),
+    /// Load two servers in short turns (A B B A …, each side's connections
+    /// kept open) and print both reports as a JSON array.
+    Alternate(AlternateArgs),
     /// Create heroes with `POST /heroes` and write their ids to a file.
     Seed(SeedArgs),
     /// Serve "Hello, world!\n" with bare hyper.
@@ -115,6 +121,66 @@ struct LoadArgs {
     scrape_interval: Duration,
 }
 
+/// Flags of `hero-bench alternate`.
+#[derive(Debug, clap::Args)]
+struct AlternateArgs {
+    /// How long one side is loaded before the other takes its turn.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    turn: Duration,
+    /// The first side's `hero-bench load` flags, as a JSON array of strings
+    /// (`--warmup` and `--duration` are taken from it).
+    #[arg(long)]
+    first: String,
+    /// The second side's, likewise.
+    #[arg(long)]
+    second: String,
+}
+
+/// `hero-bench load`'s flags alone, to parse one side of an alternation.
+#[derive(Debug, Parser)]
+#[command(name = "load")]
+struct LoadOnly {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+impl LoadArgs {
+    /// The load these flags describe (reading the ids file).
+    fn spec(self) -> anyhow::Result<load::LoadSpec> {
+        let ids = match &self.ids {
+            Some(path) => load::read_ids(path)?,
+            None => Vec::new(),
+        };
+        Ok(load::LoadSpec {
+            addr: self.addr,
+            method: self.method,
+            path: self.path,
+            body: self.body,
+            headers: self.headers,
+            client_addr_header: self.client_addr_header,
+            ids,
+            concurrency: self.concurrency,
+            warmup: self.warmup,
+            duration: self.duration,
+            scrape: self.scrape_addr.map(|addr| load::ScrapeSpec {
+                addr,
+                path: self.scrape_path,
+                count: self.scrapes,
+                interval: self.scrape_interval,
+            }),
+        })
+    }
+
+    /// One side of an alternation, from its flags as a JSON array.
+    fn side(which: &str, json: &str) -> anyhow::Result<load::LoadSpec> {
+        let flags: Vec<String> = serde_json::from_str(json)
+            .with_context(|| format!("--{which}: not a JSON array of strings"))?;
+        let parsed = LoadOnly::try_parse_from(std::iter::once("load".to_owned()).chain(flags))
+            .with_context(|| format!("--{which}"))?;
+        parsed.load.spec()
+    }
+}
+
 /// Flags of `hero-bench seed`.
 #[derive(Debug, clap::Args)]
 struct SeedArgs {
@@ -139,31 +205,18 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(*args),
         Command::Load(args) => {
-            let args = *args;
-            let ids = match &args.ids {
-                Some(path) => load::read_ids(path)?,
-                None => Vec::new(),
-            };
-            let spec = load::LoadSpec {
-                addr: args.addr,
-                method: args.method,
-                path: args.path,
-                body: args.body,
-                headers: args.headers,
-                client_addr_header: args.client_addr_header,
-                ids,
-                concurrency: args.concurrency,
-                warmup: args.warmup,
-                duration: args.duration,
-                scrape: args.scrape_addr.map(|addr| load::ScrapeSpec {
-                    addr,
-                    path: args.scrape_path,
-                    count: args.scrapes,
-                    interval: args.scrape_interval,
-                }),
-            };
+            let spec = (*args).spec()?;
             let report = single_thread()?.block_on(load::run(spec))?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Alternate(args) => {
+            let specs = [
+                LoadArgs::side("first", &args.first)?,
+                LoadArgs::side("second", &args.second)?,
+            ];
+            let reports = single_thread()?.block_on(load::alternate(specs, args.turn))?;
+            println!("{}", serde_json::to_string(&reports)?);
             Ok(())
         }
         Command::Seed(args) => {

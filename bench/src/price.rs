@@ -1,6 +1,6 @@
 //! A feature priced in interleaved rounds: the server with it and the server
-//! without it both up, loaded in turn, alternating which goes first, so the
-//! machine's drift falls on both sides alike.
+//! without it both up, loaded in short turns (A B B A …), so the machine's
+//! drift falls on both sides alike.
 
 use serde::Serialize;
 

@@ -375,8 +375,9 @@ fn prices(out: &mut String, results: &Results) {
     }
     let _ = writeln!(
         out,
-        "\nfeatures priced in interleaved rounds: with and without, both up, loaded in turn \
-         for {:.1} s each (cost = 1 − with ÷ without)",
+        "\nfeatures priced in interleaved rounds: with and without, both up, loaded in turns \
+         of {:.0} ms (A B B A …) for {:.1} s each (cost = 1 − with ÷ without)",
+        results.config.price_turn_s * 1e3,
         results.config.price_slice_s
     );
     for price in &results.prices {

@@ -51,6 +51,8 @@ pub struct Config {
     pub warmup_s: f64,
     /// Measured seconds of each side in one interleaved pricing round.
     pub price_slice_s: f64,
+    /// Seconds of one turn within a pricing round.
+    pub price_turn_s: f64,
     /// Connections.
     pub concurrency: usize,
     /// Heroes stored before the registry scenarios.

@@ -107,8 +107,8 @@ pub struct RunArgs {
     pub port_base: u16,
     /// Rounds of the interleaved measurements that price the instrumentation
     /// (telemetry on against off) and tracing (OTLP export, 10% sampled,
-    /// against none): both servers up, alternating which goes first; the
-    /// targets use the median round. 0 skips them.
+    /// against none): both servers up, loaded in short turns; the targets
+    /// use the median round. 0 skips them.
     #[arg(long, env = "BENCH_PRICE_ROUNDS", default_value = "3")]
     pub price_rounds: usize,
     /// Measured time of each side in one interleaved round (default: the
@@ -117,12 +117,26 @@ pub struct RunArgs {
     /// steadier than that of a few long ones.
     #[arg(long, env = "BENCH_PRICE_SLICE", value_parser = parse_secs)]
     pub price_slice: Option<Duration>,
+    /// Within a round, how long one side is loaded before the other takes
+    /// its turn (A B B A …, each side's connections kept open): the shorter,
+    /// the closer in time the two sides' requests, and the less a drifting
+    /// machine weighs on the difference between them.
+    #[arg(long, env = "BENCH_PRICE_TURN", default_value = "250ms", value_parser = parse_turn)]
+    pub price_turn: Duration,
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
         _ => humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}")),
+    }
+}
+
+/// A turn of an interleaved round: a duration longer than zero.
+fn parse_turn(text: &str) -> Result<Duration, String> {
+    match parse_secs(text)? {
+        turn if turn.is_zero() => Err(format!("{text:?}: a turn must last longer than zero")),
+        turn => Ok(turn),
     }
 }
 
@@ -220,6 +234,7 @@ fn config(args: &RunArgs) -> Config {
         duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
         price_slice_s: args.price_slice.unwrap_or(args.duration).as_secs_f64(),
+        price_turn_s: args.price_turn.as_secs_f64(),
         concurrency: args.concurrency,
         seed_count: args.seed_count,
         large_seed_count: args.large_seed_count,

@@ -5,6 +5,7 @@
 //! It runs on one thread (a current-thread tokio runtime) so that, pinned to
 //! one core, it competes with nothing but itself.
 
+mod alternate;
 mod connection;
 mod latency;
 mod seed;
@@ -13,14 +14,17 @@ mod template;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use hyper::Method;
 use hyper::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
 
+use alternate::Turn;
+pub use alternate::alternate;
 use connection::Connection;
 pub use latency::Latency;
 pub use seed::{SeedReport, read_ids, seed};
@@ -140,37 +144,88 @@ impl Tally {
     }
 }
 
-/// What every connection of a run shares.
+/// What every connection of a run (or of one side of an alternation)
+/// shares.
 struct Shared {
     spec: LoadSpec,
     template: Template,
     stop: AtomicBool,
-    measure_from: Instant,
+    /// Requests sent and not yet answered.
+    in_flight: AtomicUsize,
+    /// Notified when `in_flight` falls to zero.
+    drained: Notify,
+}
+
+impl Shared {
+    fn new(spec: LoadSpec) -> anyhow::Result<Arc<Self>> {
+        if spec.path.contains("{id}") && spec.ids.is_empty() {
+            bail!("the path has {{id}} but no ids were given");
+        }
+        let template = Template::new(
+            &spec.method,
+            spec.addr,
+            &spec.path,
+            spec.body.as_deref(),
+            spec.headers.clone(),
+        );
+        Ok(Arc::new(Shared {
+            spec,
+            template,
+            stop: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+        }))
+    }
+
+    /// Waits until every request sent has been answered (or given up on).
+    async fn drain(&self) {
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            self.drained.notified().await;
+        }
+    }
+}
+
+/// When a connection may send, and whether what it sends is measured.
+enum Gate {
+    /// Always open; measured from this instant on.
+    From(Instant),
+    /// Open on this side's turns of an alternation; measured on its
+    /// measured turns.
+    Turns {
+        side: usize,
+        turns: watch::Receiver<Turn>,
+    },
+}
+
+impl Gate {
+    /// Waits until a request may be sent; says whether it is measured, or
+    /// `None` once the run is over.
+    async fn open(&mut self, stop: &AtomicBool) -> Option<bool> {
+        match self {
+            Gate::From(from) => (!stop.load(Ordering::Relaxed)).then(|| Instant::now() >= *from),
+            Gate::Turns { side, turns } => {
+                let turn = turns
+                    .wait_for(|turn| turn.over || turn.side == Some(*side))
+                    .await
+                    .ok()?;
+                (!turn.over).then_some(turn.measured)
+            }
+        }
+    }
 }
 
 /// Runs the load described by `spec` and reports what it measured.
 pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
-    if spec.path.contains("{id}") && spec.ids.is_empty() {
-        bail!("the path has {{id}} but no ids were given");
-    }
-    let template = Template::new(
-        &spec.method,
-        spec.addr,
-        &spec.path,
-        spec.body.as_deref(),
-        spec.headers.clone(),
-    );
-    let shared = Arc::new(Shared {
-        measure_from: Instant::now() + spec.warmup,
-        spec,
-        template,
-        stop: AtomicBool::new(false),
-    });
+    let shared = Shared::new(spec)?;
+    let measure_from = Instant::now() + shared.spec.warmup;
     let workers: Vec<_> = (0..shared.spec.concurrency)
-        .map(|worker| tokio::spawn(connection_loop(Arc::clone(&shared), worker)))
+        .map(|worker| {
+            let gate = Gate::From(measure_from);
+            tokio::spawn(connection_loop(Arc::clone(&shared), worker, gate))
+        })
         .collect();
 
-    tokio::time::sleep_until((shared.measure_from + shared.spec.duration).into()).await;
+    tokio::time::sleep_until((measure_from + shared.spec.duration).into()).await;
     let scrape = match &shared.spec.scrape {
         Some(scrape) => Some(scraper(scrape.clone()).await),
         None => None,
@@ -178,7 +233,20 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
     // Only now is the measured window over: the load went on while scraping.
     shared.stop.store(true, Ordering::Relaxed);
     let stopped = Instant::now();
+    let total = collect(workers, stopped).await?;
+    Ok(report(
+        total,
+        (stopped - measure_from).as_secs_f64(),
+        scrape,
+    ))
+}
 
+/// Waits for a run's connections, up to [`DRAIN_GRACE`] after `stopped`,
+/// and merges their tallies.
+async fn collect(
+    workers: Vec<tokio::task::JoinHandle<Tally>>,
+    stopped: Instant,
+) -> anyhow::Result<Tally> {
     let mut total = Tally::default();
     let deadline = tokio::time::Instant::from(stopped + DRAIN_GRACE);
     for worker in workers {
@@ -188,29 +256,29 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
             Err(_) => total.error("a request was still in flight when the run ended".into()),
         }
     }
-    Ok(report(
-        total,
-        (stopped - shared.measure_from).as_secs_f64(),
-        scrape,
-    ))
+    Ok(total)
 }
 
 /// One connection: sends requests one after the other until told to stop,
 /// tallying those sent inside the measured window.
-async fn connection_loop(shared: Arc<Shared>, worker: usize) -> Tally {
+async fn connection_loop(shared: Arc<Shared>, worker: usize, mut gate: Gate) -> Tally {
     let spec = &shared.spec;
     let mut tally = Tally::default();
     let mut connection = Connection::new(spec.addr, spec.client_addr_header.clone());
     // Each connection walks the id list from its own starting point.
     let mut n = worker as u64 * 7919;
-    while !shared.stop.load(Ordering::Relaxed) {
+    while let Some(measured) = gate.open(&shared.stop).await {
         n += 1;
         let id = (!spec.ids.is_empty()).then(|| spec.ids[n as usize % spec.ids.len()].as_str());
         let request = shared.template.build(id, n);
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let sent = Instant::now();
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, connection.exchange(request)).await;
         let done = Instant::now();
-        if sent < shared.measure_from || shared.stop.load(Ordering::Relaxed) {
+        if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            shared.drained.notify_one();
+        }
+        if !measured || shared.stop.load(Ordering::Relaxed) {
             if outcome.as_ref().map_or(true, |r| r.is_err()) {
                 // Do not spin on a dead server during the warm-up.
                 tokio::time::sleep(Duration::from_millis(1)).await;

@@ -1,6 +1,7 @@
 //! A feature priced in interleaved rounds: the servers with and without it
-//! both up (the registry ones seeded alike), each round loading one then the
-//! other, alternating which goes first.
+//! both up (the registry ones seeded alike), each round loading them in
+//! short turns by one `hero-bench alternate` (A B B A …), alternating from
+//! round to round which takes the first turn.
 
 use std::net::SocketAddr;
 
@@ -69,31 +70,39 @@ impl Runner<'_> {
     /// Starts both servers, seeds them when the scenario reads heroes, and
     /// runs the rounds.
     fn rounds(&self, plan: &PricePlan) -> anyhow::Result<Vec<PriceRound>> {
-        let mut sides: Vec<(Server, Vec<String>)> = Vec::new();
-        for (contender, scenario) in [(&plan.on, plan.scenario), (&plan.off, plan.off_scenario)] {
+        let start = |contender: &Contender, scenario| -> anyhow::Result<(Server, Vec<String>)> {
             let (server, _) = self.start_empty(contender)?;
-            sides.push((server, self.price_args(contender, scenario)?));
-        }
+            Ok((server, self.price_args(contender, scenario)?))
+        };
+        let mut sides = [
+            start(&plan.on, plan.scenario)?,
+            start(&plan.off, plan.off_scenario)?,
+        ];
         let client = Client {
             duration: self.args.price_slice.unwrap_or(self.client.duration),
             ..self.client.clone()
         };
         let mut rounds = Vec::new();
         for round in 0..self.args.price_rounds {
-            let mut measured = [Side {
-                rps: 0.0,
-                p99_ms: 0.0,
-            }; 2];
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for side in order {
-                let (server, args) = &mut sides[side];
-                let report = client.load(server, args)?.report;
-                measured[side] = Side {
-                    rps: report.rps,
-                    p99_ms: report.latency.p99_ms,
-                };
-            }
-            let round = PriceRound::new(measured[0], measured[1]);
+            // Which side takes the first turn alternates from round to round.
+            let [on, off] = &mut sides;
+            let reports = if round % 2 == 0 {
+                client.alternate(
+                    [(&mut on.0, &on.1), (&mut off.0, &off.1)],
+                    self.args.price_turn,
+                )?
+            } else {
+                let [off, on] = client.alternate(
+                    [(&mut off.0, &off.1), (&mut on.0, &on.1)],
+                    self.args.price_turn,
+                )?;
+                [on, off]
+            };
+            let [on, off] = reports.map(|report| Side {
+                rps: report.rps,
+                p99_ms: report.latency.p99_ms,
+            });
+            let round = PriceRound::new(on, off);
             eprintln!(
                 "   with {:.0} req/s p99 {:.2} ms, without {:.0} req/s p99 {:.2} ms: cost {:.1}%",
                 round.on_rps,
