@@ -7,9 +7,11 @@
 //!
 //! On a virtual machine whose core speed drifts from one second to the next,
 //! loading one server for a few seconds and then the other prices the drift
-//! along with the difference between them; turns of a few hundred
-//! milliseconds, in an order whose every four turns are balanced, leave
-//! the drift on both sides alike.
+//! along with the difference between them. Turns of a few hundred
+//! milliseconds, in an order whose every four turns are balanced, give each
+//! side many short stretches spread over the same seconds, so the drift
+//! averages out on both (on the benchmark's machine it is faster than a
+//! turn: it is averaged, not cancelled).
 
 use std::time::{Duration, Instant};
 
