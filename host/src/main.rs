@@ -22,6 +22,8 @@ mod shutdown;
 mod spin_v2;
 mod sqlite;
 mod telemetry;
+#[cfg(test)]
+mod testing;
 mod up;
 mod variables;
 

@@ -168,11 +168,11 @@ fn checkpoint_when_asked(connection: &Connection, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::{Duration, Instant};
 
     use rusqlite::params;
 
     use super::*;
+    use crate::testing::wait_for;
 
     /// A connection to the WAL database at `path`, with a table of blobs.
     fn wal_connection(path: &Path) -> Connection {
@@ -220,12 +220,9 @@ mod tests {
         checkpointer.serve(&mut writer).unwrap();
 
         commit_rows(&writer, 64);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while (checkpointer.completed() == 0 || size(&path) < before + 64 * 4096)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("the thread checkpoints every row into the file", || {
+            checkpointer.completed() > 0 && size(&path) >= before + 64 * 4096
+        });
         assert!(
             checkpointer.completed() > 0,
             "the thread never checkpointed"

@@ -473,6 +473,8 @@ impl SqliteStore {
 pub(crate) mod tests {
     use std::sync::Arc;
 
+    use crate::testing::wait_for;
+
     use super::*;
 
     fn temp_db() -> (tempfile::TempDir, Arc<SqliteDb>) {
@@ -500,16 +502,13 @@ pub(crate) mod tests {
             }
             Ok(())
         };
-        let checkpointed_after = |before: u64| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while checkpointer.completed() <= before && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        let checkpointed_after = |before: u64, what: &str| {
+            wait_for(what, || checkpointer.completed() > before);
             checkpointer.completed()
         };
 
         db.with(|c| write_rows(c, 0)).unwrap();
-        let after_first = checkpointed_after(0);
+        let after_first = checkpointed_after(0, "the first connection's commits ask");
         assert!(
             after_first > 0,
             "the first connection's commits never asked"
@@ -526,7 +525,7 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert!(
-            checkpointed_after(after_first) > after_first,
+            checkpointed_after(after_first, "the second connection's commits ask") > after_first,
             "the second connection's commits never asked"
         );
         let rows: i64 = db

@@ -294,6 +294,7 @@ impl<'a> MakeWriter<'a> for LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::wait_for;
 
     /// A `Write` that hands out what was written, and can be held shut.
     #[derive(Clone, Default)]
@@ -411,18 +412,6 @@ mod tests {
         }
         assert_eq!(count, 2000);
         assert_eq!(writer.dropped_lines(), 0);
-    }
-
-    /// Waits (at most 10 s) until `done`, else fails naming `what`.
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never happened: {what}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     /// Waits until the writer has taken everything queued.
