@@ -110,12 +110,14 @@ impl Client {
     }
 
     /// Runs `hero-bench alternate`: the two `(server, load args)` sides of
-    /// `sides` loaded in turns of `turn`, each measured for this client's
-    /// duration; reports each side, in the order given.
+    /// `sides` loaded in turns of `turn` (the second side's first when
+    /// `second_first`), each measured for this client's duration; reports
+    /// each side, in the order given.
     pub fn alternate(
         &self,
         sides: [(&mut Server, &[String]); 2],
         turn: Duration,
+        second_first: bool,
     ) -> anyhow::Result<[LoadReport; 2]> {
         let flags: Vec<Vec<String>> = sides
             .iter()
@@ -130,6 +132,9 @@ impl Client {
             "--turn".to_owned(),
             format!("{}ms", turn.as_millis()),
         ];
+        if second_first {
+            all.push("--second-goes-first".to_owned());
+        }
         for (which, flags) in ["--first", "--second"].into_iter().zip(&flags) {
             all.push(which.to_owned());
             all.push(serde_json::to_string(flags)?);

@@ -134,6 +134,9 @@ struct AlternateArgs {
     /// The second side's, likewise.
     #[arg(long)]
     second: String,
+    /// The second side takes the first turn (B A A B …), not the first.
+    #[arg(long)]
+    second_goes_first: bool,
 }
 
 /// `hero-bench load`'s flags alone, to parse one side of an alternation.
@@ -215,7 +218,8 @@ fn main() -> anyhow::Result<()> {
                 LoadArgs::side("first", &args.first)?,
                 LoadArgs::side("second", &args.second)?,
             ];
-            let reports = single_thread()?.block_on(load::alternate(specs, args.turn))?;
+            let first = usize::from(args.second_goes_first);
+            let reports = single_thread()?.block_on(load::alternate(specs, args.turn, first))?;
             println!("{}", serde_json::to_string(&reports)?);
             Ok(())
         }

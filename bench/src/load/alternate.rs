@@ -21,21 +21,22 @@ use tokio::sync::watch;
 use super::{Gate, LoadReport, LoadSpec, Shared, collect, connection_loop, report};
 
 /// Whose turn it is.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Turn {
-    /// The side whose connections may send; `None` between turns.
-    pub side: Option<usize>,
-    /// Whether its requests are measured (not during the warm-up).
-    pub measured: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Between turns: nobody sends.
+    Between,
+    /// `side`'s connections may send; what they send is counted when
+    /// `measured` (not during the warm-up).
+    Of { side: usize, measured: bool },
     /// The run is over: no more requests.
-    pub over: bool,
+    Over,
 }
 
-/// The sides of `turns` measured turns: A B B A, repeated, so that each
-/// side goes first and last equally often and neither is always the one
-/// that follows the other.
-fn order(turns: usize) -> impl Iterator<Item = usize> {
-    (0..turns).map(|turn| usize::from(matches!(turn % 4, 1 | 2)))
+/// The sides of `turns` measured turns: A B B A, repeated (B A A B when
+/// `first` is 1), so that each side goes first and last equally often and
+/// neither is always the one that follows the other.
+fn order(turns: usize, first: usize) -> impl Iterator<Item = usize> {
+    (0..turns).map(move |turn| first ^ usize::from(matches!(turn % 4, 1 | 2)))
 }
 
 /// How many turns of `turn` length each side needs to be measured for at
@@ -46,13 +47,21 @@ fn turns_per_side(duration: Duration, turn: Duration) -> usize {
         .max(1.0) as usize
 }
 
-/// Loads the two servers of `specs` in turns of `turn`: first a warm-up of
-/// the first side's `warmup`, the sides taking turns, then measured turns
-/// until each side has been measured for its `duration` (rounded up to whole
-/// turns). A request counts for the turn in which it was sent, and a side's
+/// Loads the two servers of `specs` in turns of `turn`, the side numbered
+/// `first` (0 or 1) taking the first: a warm-up of the first spec's
+/// `warmup`, the sides taking turns, then measured turns until each side
+/// has been measured for its `duration` (rounded up to whole turns). A
+/// request counts for the turn in which it was sent, and a side's
 /// throughput is what it answered over its turns, each from its first
 /// request to its last answer. Reports each side, in the order given.
-pub async fn alternate(specs: [LoadSpec; 2], turn: Duration) -> anyhow::Result<[LoadReport; 2]> {
+pub async fn alternate(
+    specs: [LoadSpec; 2],
+    turn: Duration,
+    first: usize,
+) -> anyhow::Result<[LoadReport; 2]> {
+    if first > 1 {
+        bail!("the side that goes first is 0 or 1, not {first}");
+    }
     if turn.is_zero() {
         bail!("a turn must last longer than zero");
     }
@@ -61,13 +70,9 @@ pub async fn alternate(specs: [LoadSpec; 2], turn: Duration) -> anyhow::Result<[
     }
     let warmup = specs[0].warmup;
     let per_side = turns_per_side(specs[0].duration.max(specs[1].duration), turn);
-    let [first, second] = specs;
-    let sides = [Shared::new(first)?, Shared::new(second)?];
-    let (turns, watcher) = watch::channel(Turn {
-        side: None,
-        measured: false,
-        over: false,
-    });
+    let [a, b] = specs;
+    let sides = [Shared::new(a)?, Shared::new(b)?];
+    let (turns, watcher) = watch::channel(Turn::Between);
     let mut workers = [Vec::new(), Vec::new()];
     for (side, shared) in sides.iter().enumerate() {
         for worker in 0..shared.spec.concurrency {
@@ -86,47 +91,30 @@ pub async fn alternate(specs: [LoadSpec; 2], turn: Duration) -> anyhow::Result<[
     // as the side is slow).
     let take_turn = async |side: usize, measured: bool, length: Duration| {
         let began = Instant::now();
-        let _ = turns.send(Turn {
-            side: Some(side),
-            measured,
-            over: false,
-        });
+        let _ = turns.send(Turn::Of { side, measured });
         tokio::time::sleep(length).await;
-        let _ = turns.send(Turn {
-            side: None,
-            measured: false,
-            over: false,
-        });
+        let _ = turns.send(Turn::Between);
         sides[side].drain().await;
         began.elapsed()
     };
     let warmup_turns = turns_per_side(warmup, turn);
-    for side in (0..warmup_turns * 2).map(|t| t % 2) {
+    for side in (0..warmup_turns * 2).map(|t| first ^ (t % 2)) {
         take_turn(side, false, turn.min(warmup)).await;
     }
     let mut measured = [Duration::ZERO; 2];
-    for side in order(per_side * 2) {
+    for side in order(per_side * 2, first) {
         measured[side] += take_turn(side, true, turn).await;
     }
-    let _ = turns.send(Turn {
-        side: None,
-        measured: false,
-        over: true,
-    });
+    let _ = turns.send(Turn::Over);
     let stopped = Instant::now();
-    let [first, second] = workers;
-    let reports = [
-        report(
-            collect(first, stopped).await?,
-            measured[0].as_secs_f64(),
+    let mut reports = [LoadReport::default(), LoadReport::default()];
+    for ((report_of, workers), measured) in reports.iter_mut().zip(workers).zip(measured) {
+        *report_of = report(
+            collect(workers, stopped).await?,
+            measured.as_secs_f64(),
             None,
-        ),
-        report(
-            collect(second, stopped).await?,
-            measured[1].as_secs_f64(),
-            None,
-        ),
-    ];
+        );
+    }
     Ok(reports)
 }
 
@@ -147,8 +135,10 @@ mod tests {
 
     #[test]
     fn every_four_turns_are_balanced() {
-        let sides: Vec<usize> = order(8).collect();
+        let sides: Vec<usize> = order(8, 0).collect();
         assert_eq!(sides, [0, 1, 1, 0, 0, 1, 1, 0]);
+        let sides: Vec<usize> = order(8, 1).collect();
+        assert_eq!(sides, [1, 0, 0, 1, 1, 0, 0, 1]);
         assert_eq!(
             turns_per_side(Duration::from_secs(3), Duration::from_millis(250)),
             12
@@ -227,7 +217,7 @@ mod tests {
         let [fast, slow] = runtime.block_on(async {
             let fast = server(0, Duration::ZERO, watch.clone()).await;
             let slow = server(1, Duration::from_millis(4), watch.clone()).await;
-            alternate([spec(fast), spec(slow)], Duration::from_millis(50))
+            alternate([spec(fast), spec(slow)], Duration::from_millis(50), 1)
                 .await
                 .unwrap()
         });
@@ -259,15 +249,31 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_turn_is_refused() {
+    fn a_zero_turn_a_scrape_or_a_third_side_is_refused() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let error = runtime
-            .block_on(alternate([spec(addr), spec(addr)], Duration::ZERO))
+            .block_on(alternate([spec(addr), spec(addr)], Duration::ZERO, 0))
             .unwrap_err();
         assert!(error.to_string().contains("longer than zero"), "{error}");
+        let mut scraping = spec(addr);
+        scraping.scrape = Some(crate::load::ScrapeSpec {
+            addr,
+            path: "/metrics".into(),
+            count: 1,
+            interval: Duration::ZERO,
+        });
+        let turn = Duration::from_millis(50);
+        let error = runtime
+            .block_on(alternate([spec(addr), scraping], turn, 0))
+            .unwrap_err();
+        assert!(error.to_string().contains("cannot scrape"), "{error}");
+        let error = runtime
+            .block_on(alternate([spec(addr), spec(addr)], turn, 2))
+            .unwrap_err();
+        assert!(error.to_string().contains("0 or 1"), "{error}");
     }
 }

@@ -205,10 +205,17 @@ impl Gate {
             Gate::From(from) => (!stop.load(Ordering::Relaxed)).then(|| Instant::now() >= *from),
             Gate::Turns { side, turns } => {
                 let turn = turns
-                    .wait_for(|turn| turn.over || turn.side == Some(*side))
+                    .wait_for(|turn| match turn {
+                        Turn::Of { side: of, .. } => of == side,
+                        Turn::Over => true,
+                        Turn::Between => false,
+                    })
                     .await
                     .ok()?;
-                (!turn.over).then_some(turn.measured)
+                match *turn {
+                    Turn::Of { measured, .. } => Some(measured),
+                    Turn::Over | Turn::Between => None,
+                }
             }
         }
     }

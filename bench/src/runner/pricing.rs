@@ -84,20 +84,13 @@ impl Runner<'_> {
         };
         let mut rounds = Vec::new();
         for round in 0..self.args.price_rounds {
-            // Which side takes the first turn alternates from round to round.
             let [on, off] = &mut sides;
-            let reports = if round % 2 == 0 {
-                client.alternate(
-                    [(&mut on.0, &on.1), (&mut off.0, &off.1)],
-                    self.args.price_turn,
-                )?
-            } else {
-                let [off, on] = client.alternate(
-                    [(&mut off.0, &off.1), (&mut on.0, &on.1)],
-                    self.args.price_turn,
-                )?;
-                [on, off]
-            };
+            // Which side takes the first turn alternates from round to round.
+            let reports = client.alternate(
+                [(&mut on.0, &on.1), (&mut off.0, &off.1)],
+                self.args.price_turn,
+                round % 2 == 1,
+            )?;
             let [on, off] = reports.map(|report| Side {
                 rps: report.rps,
                 p99_ms: report.latency.p99_ms,
